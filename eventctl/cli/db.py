@@ -1,0 +1,81 @@
+"""eventctl db upgrade | downgrade | current | history | check (Alembic)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from eventctl.cli._common import JsonOpt, emit_json, handle_errors, note, state
+
+app = typer.Typer(help="Schema migrations (Alembic, version table eventctl_alembic_version).", no_args_is_help=True)
+
+
+@app.command("upgrade")
+@handle_errors
+def upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Upgrade the schema (default: to head)."""
+    from eventctl import migrate
+    from eventctl.db import current_revision
+
+    engine = state(ctx).engine(check_schema=False)
+    before = current_revision(engine)
+    migrate.upgrade(engine, revision)
+    note(f"Schema upgraded: {before or 'empty'} -> {current_revision(engine)}.")
+
+
+@app.command("downgrade")
+@handle_errors
+def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(help="Target revision or 'base'.")]) -> None:
+    """Downgrade the schema to REV."""
+    from eventctl import migrate
+    from eventctl.db import current_revision
+
+    engine = state(ctx).engine(check_schema=False)
+    before = current_revision(engine)
+    migrate.downgrade(engine, revision)
+    note(f"Schema downgraded: {before or 'empty'} -> {current_revision(engine) or 'base'}.")
+
+
+@app.command("current")
+@handle_errors
+def current(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Print the schema revision of the database."""
+    from eventctl.db import SCHEMA_HEAD, current_revision
+
+    revision = current_revision(state(ctx).engine(check_schema=False))
+    if json_:
+        emit_json({"revision": revision, "head": SCHEMA_HEAD, "at_head": revision == SCHEMA_HEAD})
+    else:
+        typer.echo(f"{revision or '(none)'}{' (head)' if revision == SCHEMA_HEAD else ''}")
+
+
+@app.command("history")
+@handle_errors
+def history(json_: JsonOpt = False) -> None:
+    """List the migrations, newest first."""
+    from eventctl import migrate
+
+    revs = migrate.history()
+    if json_:
+        emit_json(revs)
+        return
+    for rev in revs:
+        typer.echo(f"{rev['down_revision'] or '<base>'} -> {rev['revision']}: {rev['message']}")
+
+
+@app.command("check")
+@handle_errors
+def check(ctx: typer.Context) -> None:
+    """Fail (exit 1) when the models and the migrations differ."""
+    from eventctl import migrate
+    from eventctl.errors import EventctlError
+
+    engine = state(ctx).engine()
+    diffs = migrate.check(engine)
+    if diffs:
+        raise EventctlError(f"The models and the migrations differ: {'; '.join(diffs)}.")
+    note("No differences between the models and the migrations.")

@@ -1,0 +1,189 @@
+"""Engine and sessions, the aware-UTC column type, and the "schema at head?" check."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+from sqlmodel import Session
+
+from eventctl.errors import DatabaseUnavailable, InvalidInput, SchemaNotAtHead
+
+VERSION_TABLE = "eventctl_alembic_version"
+# The newest migration. tests/test_migrations.py checks it equals Alembic's head,
+# so commands can check the schema with one query and without importing Alembic.
+SCHEMA_HEAD = "0003_categories"
+CONNECT_TIMEOUT = 5
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE = "eventctl_write"
+
+
+class TZDateTime(sa.types.TypeDecorator[datetime]):
+    """Timestamp with time zone that refuses naive values and returns aware UTC.
+
+    SQLite stores naive UTC text; PostgreSQL stores ``timestamptz``. Naive values
+    found in the database (raw inserts) are taken as UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError("TZDateTime needs a datetime")
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: eventctl stores aware UTC values only")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    return sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def time_expr(column: Any, dialect_name: str) -> Any:
+    """A comparable form of a stored timestamp.
+
+    On SQLite, timestamps are text; raw inserts may use 'T' or ' ' or drop the
+    fraction, so compare through julianday() rather than as strings.
+    """
+    if dialect_name == "sqlite":
+        return sa.func.julianday(column)
+    return column
+
+
+def time_param(value: datetime, dialect_name: str) -> Any:
+    if dialect_name == "sqlite":
+        return sa.func.julianday(value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" "))
+    return sa.literal(value, TZDateTime())
+
+
+def redact_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "<unparseable URL>"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with a short connect timeout, UTC sessions and SQLite write locks."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001
+        raise InvalidInput("The database URL could not be parsed.") from None
+    backend = parsed.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    if backend == "sqlite":
+        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    elif backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg", "psycopg_async"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+        connect_args["options"] = "-c timezone=UTC"
+    else:
+        raise InvalidInput(f"Unsupported database {backend!r}; use sqlite:/// or postgresql+psycopg://.")
+    try:
+        engine = sa.create_engine(
+            parsed,
+            connect_args=connect_args,
+            json_serializer=lambda obj: json.dumps(obj, separators=(",", ":")),
+            pool_pre_ping=backend == "postgresql",
+            **kwargs,
+        )
+    except ModuleNotFoundError as exc:
+        raise InvalidInput(f"The database driver is not installed ({exc.name}).") from None
+    if backend == "sqlite":
+        _install_sqlite_hooks(engine)
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    """Let SQLAlchemy own transactions so writers can BEGIN IMMEDIATE (take the lock first)."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A transaction that holds the database write lock on SQLite from its first statement."""
+    with Session(engine, expire_on_commit=False) as session:
+        session.connection(execution_options={_WRITE: True})
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The eventctl schema revision, or None when eventctl was never installed there."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(VERSION_TABLE):
+            return None
+        return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+
+
+def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
+    """Stop (exit 5) unless the schema is at head; the embedded default upgrades itself."""
+    revision = current_revision(engine)
+    if revision == SCHEMA_HEAD:
+        return
+    if auto_upgrade:
+        from eventctl.migrate import upgrade
+
+        upgrade(engine, "head")
+        return
+    where = "not initialised" if revision is None else f"at revision {revision}, not {SCHEMA_HEAD}"
+    raise SchemaNotAtHead(f"The database schema is {where}; run 'eventctl db upgrade'.")
+
+
+def check_reachable(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        from eventctl.errors import convert_db_error
+
+        raise (convert_db_error(exc) or DatabaseUnavailable("The database is unavailable.")) from None

@@ -1,0 +1,93 @@
+"""Time input for the CLI, parsed with python-dateutil (SPEC §3).
+
+Accepted: ISO 8601 with or without offset, ``now``, and relative offsets
+``+2h``, ``-30m``, ``+7d``, ``+2w``, ``+90s``. A time without an offset is
+local to the given zone; a local time that does not exist (DST gap) or is
+ambiguous (DST fold) is refused. Every returned value is aware UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from eventctl.errors import InvalidInput
+
+_RELATIVE = re.compile(r"^([+-])\s*(\d{1,9})\s*([smhdw])$")
+_DURATION = re.compile(r"^(\d{1,9})\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def get_zone(name: str | None) -> tzinfo:
+    """An IANA zone by name (None or blank → UTC); unknown names are invalid input."""
+    if name is None or not name.strip():
+        return UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidInput(f"Unknown time zone {name.strip()!r}; use an IANA name such as Europe/Berlin.") from None
+
+
+def parse_duration(text: str, *, what: str = "duration") -> timedelta:
+    """``30m``, ``12h``, ``7d``, ``2w`` → timedelta (positive)."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise InvalidInput(f"Invalid {what} {text!r}; use a number and a unit, e.g. 30m, 12h, 7d or 2w.")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_time(text: str, *, zone: tzinfo = UTC, now: datetime | None = None, what: str = "time") -> datetime:
+    """Parse user input into an aware UTC datetime."""
+    from dateutil import parser as dparser
+    from dateutil import tz as dtz
+    from dateutil.relativedelta import relativedelta
+
+    raw = text.strip()
+    now = now or utcnow()
+    if raw.lower() == "now":
+        return now.astimezone(UTC)
+    rel = _RELATIVE.match(raw.lower())
+    if rel:
+        sign = 1 if rel.group(1) == "+" else -1
+        delta = relativedelta(**{_UNITS[rel.group(3)]: sign * int(rel.group(2))})
+        return (now + delta).astimezone(UTC)
+    try:
+        value = dparser.isoparse(raw)
+    except (ValueError, OverflowError):
+        raise InvalidInput(
+            f"Invalid {what} {text!r}; use ISO 8601 (2026-12-01T09:00, optionally with an offset), 'now' or +2h/-30m/+7d."
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+        if not dtz.datetime_exists(value):
+            raise InvalidInput(
+                f"The {what} {raw!r} does not exist in {zone} (a DST gap); give an explicit UTC offset."
+            )
+        if dtz.datetime_ambiguous(value):
+            raise InvalidInput(f"The {what} {raw!r} is ambiguous in {zone} (a DST fold); give an explicit UTC offset.")
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInput(f"The {what} {raw!r} is out of range.") from None
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Aware UTC from a stored value; naive values are taken as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def isoformat(value: datetime | None) -> str | None:
+    """The one wire format for datetimes: ISO 8601 in UTC with a ``Z`` suffix."""
+    if value is None:
+        return None
+    return as_utc(value).isoformat().replace("+00:00", "Z")  # type: ignore[union-attr]
