@@ -66,17 +66,22 @@ def json_type() -> sa.types.TypeEngine[Any]:
 def time_expr(column: Any, dialect_name: str) -> Any:
     """A comparable form of a stored timestamp.
 
-    On SQLite, timestamps are text; raw inserts may use 'T' or ' ' or drop the
-    fraction, so compare through julianday() rather than as strings.
+    SQLite keeps timestamps as text. eventctl writes the fixed-width form
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` (naive UTC), which compares exactly as text;
+    a value written by someone else ('T' separator, no fraction, an offset) is
+    brought to that form through strftime(), which also applies any offset.
     """
-    if dialect_name == "sqlite":
-        return sa.func.julianday(column)
-    return column
+    if dialect_name != "sqlite":
+        return column
+    text = sa.type_coerce(column, sa.String)
+    canonical = sa.and_(sa.func.length(text) == 26, sa.func.substr(text, 11, 1) == " ")
+    return sa.case((canonical, text), else_=sa.func.strftime("%Y-%m-%d %H:%M:%f", text).concat("000"))
 
 
 def time_param(value: datetime, dialect_name: str) -> Any:
     if dialect_name == "sqlite":
-        return sa.func.julianday(value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" "))
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        return sa.literal(naive.isoformat(sep=" ", timespec="microseconds"), sa.String)
     return sa.literal(value, TZDateTime())
 
 

@@ -1,0 +1,168 @@
+"""Fixtures: every storage test runs on SQLite and PostgreSQL.
+
+PostgreSQL: a fresh database per test session (dropped afterwards), tables
+emptied between tests. Set EVENTCTL_TEST_PG_URL to point elsewhere. When CI is
+set (or EVENTCTL_REQUIRE_POSTGRES=1) an unreachable PostgreSQL fails the run
+instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+PG_ADMIN_URL = os.environ.get("EVENTCTL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = bool(os.environ.get("CI")) or os.environ.get("EVENTCTL_REQUIRE_POSTGRES") == "1"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+class PgServer:
+    """Creates uniquely named databases on the test server and drops them at the end."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = sa.engine.make_url(admin_url)
+        self.admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        self.created: list[str] = []
+
+    def create(self) -> str:
+        name = f"eventctl_t_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return self.admin_url.set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in self.created:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = PgServer(PG_ADMIN_URL)
+    try:
+        with server.admin.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as exc:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required here (CI) but unreachable: {exc.orig}")
+        pytest.skip(f"PostgreSQL unreachable: {exc.orig}")
+    yield server
+    server.drop_all()
+
+
+@pytest.fixture(scope="session")
+def pg_migrated_url(pg_server: PgServer) -> str:
+    from eventctl import migrate
+    from eventctl.db import make_engine
+
+    url = pg_server.create()
+    engine = make_engine(url)
+    migrate.upgrade(engine, "head")
+    engine.dispose()
+    return url
+
+
+def _empty_tables(url: str) -> None:
+    from eventctl.db import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM events")
+        conn.exec_driver_sql("DELETE FROM categories")
+        conn.exec_driver_sql("DELETE FROM api_tokens")
+        conn.exec_driver_sql("UPDATE eventctl_state SET version = 0")
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A migrated, empty database of the parametrized backend."""
+    if backend == "sqlite":
+        from eventctl import migrate
+        from eventctl.db import make_engine
+
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+        engine = make_engine(url)
+        migrate.upgrade(engine, "head")
+        engine.dispose()
+        return url
+    url = request.getfixturevalue("pg_migrated_url")
+    _empty_tables(url)
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    from eventctl.db import make_engine
+
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """No test sees the developer's EVENTCTL_* variables, .env file or data dir."""
+    for key in list(os.environ):
+        if key.startswith("EVENTCTL_") and key not in ("EVENTCTL_TEST_PG_URL", "EVENTCTL_REQUIRE_POSTGRES"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+@dataclass
+class Ran:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli(db_url: str) -> Callable[..., Ran]:
+    """Run the real CLI in-process against the test database."""
+    return make_cli(db_url)
+
+
+def make_cli(db_url: str | None) -> Callable[..., Ran]:
+    from eventctl.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Ran:
+        argv = (["--database-url", db_url] if db_url else []) + list(args)
+        result = runner.invoke(app, argv, input=input, env=env, prog_name="eventctl")
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        assert "Traceback" not in result.stderr, result.stderr
+        return Ran(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def count_rows(db_url: str, table: str = "events") -> int:
+    from eventctl.db import make_engine
+
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        n = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+    engine.dispose()
+    return int(n)
