@@ -1,0 +1,99 @@
+"""The overlap guard holds under concurrent writers (SPEC §2), on both databases."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import count_rows
+
+WRITERS = 6
+
+
+def test_concurrent_cli_processes_only_one_wins(db_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
+    env["EVENTCTL_DATABASE_URL"] = db_url
+    go = tmp_path / "go"
+    # Each process waits for the same start signal so they hit the database together.
+    script = (
+        "import os, sys, time\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
+        "from eventctl.cli import main\n"
+        "sys.argv = ['eventctl', 'create', '--name', 'race', '--page', '/race', '--start', '2030-01-01T00:00Z']\n"
+        "main()\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+        for _ in range(WRITERS)
+    ]
+    time.sleep(1.5)  # let every interpreter import eventctl and wait at the line
+    go.touch()
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0] + [3] * (WRITERS - 1), results
+    assert count_rows(db_url) == 1
+
+
+def test_concurrent_threads_with_a_widened_race_window(db_url, monkeypatch):
+    """Each writer sleeps between check and insert: without the lock all would pass."""
+    from eventctl import events as core
+    from eventctl.db import make_engine, write_session
+    from eventctl.errors import Conflict
+    from eventctl.models import EventCreate
+
+    original = core.check_overlap
+
+    def slow_check(*args, **kwargs):
+        original(*args, **kwargs)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(core, "check_overlap", slow_check)
+    barrier = threading.Barrier(WRITERS)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def writer(i: int) -> None:
+        engine = make_engine(db_url)
+        data = EventCreate(name=f"w{i}", page_context="/race")
+        barrier.wait()
+        try:
+            with write_session(engine) as session:
+                core.create_event(session, data=data, actor="t")
+            result = "ok"
+        except Conflict:
+            result = "conflict"
+        except Exception as exc:  # noqa: BLE001
+            result = f"error {exc!r}"
+        finally:
+            engine.dispose()
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(outcomes) == ["conflict"] * (WRITERS - 1) + ["ok"], outcomes
+    assert count_rows(db_url) == 1
+
+
+@pytest.mark.parametrize("allow", [True])
+def test_allow_overlap_writers_all_succeed(db_url, allow):
+    from eventctl import events as core
+    from eventctl.db import make_engine, write_session
+    from eventctl.models import EventCreate
+
+    engine = make_engine(db_url)
+    for i in range(3):
+        with write_session(engine) as session:
+            core.create_event(session, data=EventCreate(name=f"a{i}", page_context="/p"), actor="t",
+                              allow_overlap=allow)
+    engine.dispose()
+    assert count_rows(db_url) == 3
