@@ -6,11 +6,23 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlmodel import Session
-from sqlmodel import col, func, select
+from datetime import datetime
 
+from sqlmodel import Field, Session, SQLModel, col, func, select
+
+from eventctl.db import TZDateTime
 from eventctl.errors import InvalidInput
-from eventctl.models import Category
+
+
+class Category(SQLModel, table=True):
+    __tablename__ = "categories"
+
+    uid: uuid.UUID = Field(primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    title: str = Field(default="", max_length=500)
+    description: str | None = Field(default=None)
+    created_at: datetime = Field(sa_type=TZDateTime)
+    updated_at: datetime = Field(sa_type=TZDateTime)
 
 
 def check_known_categories(session: Session, ids: Iterable[str]) -> None:

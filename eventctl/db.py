@@ -57,10 +57,26 @@ class TZDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def json_type() -> sa.types.TypeEngine[Any]:
-    from sqlalchemy.dialects.postgresql import JSONB
+class JSONDocument(sa.types.TypeDecorator[Any]):
+    """JSON, stored as JSONB on PostgreSQL.
 
-    return sa.JSON().with_variant(JSONB(), "postgresql")
+    A TypeDecorator rather than ``JSON().with_variant(JSONB)`` so that importing
+    the models does not import the PostgreSQL dialect (keeps SQLite start-up fast).
+    """
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(sa.JSON())
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    return JSONDocument()
 
 
 def time_expr(column: Any, dialect_name: str) -> Any:
@@ -165,9 +181,14 @@ def write_session(engine: Engine) -> Iterator[Session]:
 def current_revision(engine: Engine) -> str | None:
     """The eventctl schema revision, or None when eventctl was never installed there."""
     with engine.connect() as conn:
-        if not sa.inspect(conn).has_table(VERSION_TABLE):
+        try:
+            return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        except sa.exc.ProgrammingError:  # PostgreSQL: no such table
             return None
-        return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        except sa.exc.OperationalError as exc:  # SQLite: no such table; anything else is an outage
+            if "no such table" in str(exc.orig):
+                return None
+            raise
 
 
 def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:

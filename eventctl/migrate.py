@@ -77,8 +77,9 @@ def check(engine: Engine) -> list[str]:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from eventctl.models import SQLModel
+    from eventctl.models import load_all_tables
 
+    SQLModel = load_all_tables()  # noqa: N806
     with engine.connect() as conn:
         ctx = MigrationContext.configure(
             conn,

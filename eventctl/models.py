@@ -66,7 +66,8 @@ def _check_window(start: datetime | None, end: datetime | None) -> None:
 
 
 class _EventFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: the read path (current, list) never validates these; build on first use.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -122,6 +123,8 @@ class EventUpdate(_EventFields):
 class EventPublic(BaseModel):
     """An event as it leaves eventctl (JSON, tables): datetimes aware UTC."""
 
+    model_config = ConfigDict(defer_build=True)
+
     uid: uuid.UUID
     name: str
     description: str | None
@@ -175,25 +178,13 @@ def event_to_json(event: Event, at: datetime) -> dict[str, Any]:
     }
 
 
-class Category(SQLModel, table=True):
-    __tablename__ = "categories"
 
-    uid: uuid.UUID = Field(primary_key=True)
-    name: str = Field(max_length=200, unique=True)
-    title: str = Field(default="", max_length=500)
-    description: str | None = Field(default=None)
-    created_at: datetime = Field(sa_type=TZDateTime)
-    updated_at: datetime = Field(sa_type=TZDateTime)
+def load_all_tables() -> type[SQLModel]:
+    """Import every module that defines a table, so SQLModel.metadata is complete.
 
+    Kept out of the import of this module so the read path only builds the tables it uses.
+    """
+    import eventctl.categories  # noqa: F401
+    import eventctl.tokens  # noqa: F401
 
-class ApiToken(SQLModel, table=True):
-    """An admin API token: only its SHA-256 hash is stored."""
-
-    __tablename__ = "api_tokens"
-
-    name: str = Field(primary_key=True, max_length=100)
-    prefix: str = Field(max_length=32)
-    token_hash: str = Field(max_length=64, unique=True)
-    created_at: datetime = Field(sa_type=TZDateTime)
-    last_used_at: datetime | None = Field(default=None, sa_type=TZDateTime)
-    revoked_at: datetime | None = Field(default=None, sa_type=TZDateTime)
+    return SQLModel

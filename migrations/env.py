@@ -12,10 +12,10 @@ import os
 from alembic import context
 
 from eventctl.db import VERSION_TABLE, make_engine
-from eventctl.models import SQLModel
+from eventctl.models import load_all_tables
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = load_all_tables().metadata
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
