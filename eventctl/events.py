@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from eventctl.db import time_expr, time_param
 from eventctl.errors import Conflict, InvalidInput, NotFound
@@ -157,7 +156,7 @@ def check_overlap(
     if end is not None and end <= now:
         return  # never live again: no overlap can matter
     s2, e2 = _t(session, Event.start_date), _t(session, Event.end_date)
-    clauses = [
+    clauses: list[Any] = [
         Event.page_context == page,
         col(Event.is_active).is_(True),
         sa.or_(col(Event.end_date).is_(None), e2 > _p(session, now)),
@@ -256,7 +255,7 @@ def delete_event(session: Session, *, ref: str) -> Event:
 def next_boundary(session: Session, *, route: str, at: datetime) -> datetime | None:
     """The next start or end of an active event on this page after ``at`` (for caching)."""
     s, e, now = _t(session, Event.start_date), _t(session, Event.end_date), _p(session, at)
-    base = [Event.page_context == route, col(Event.is_active).is_(True)]
+    base: list[Any] = [Event.page_context == route, col(Event.is_active).is_(True)]
     starts = session.exec(select(sa.func.min(col(Event.start_date))).where(*base, s > now)).one()
     ends = session.exec(select(sa.func.min(col(Event.end_date))).where(*base, e > now)).one()
     found = [as_utc(v) for v in (starts, ends) if v is not None]

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field as PField, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
 from eventctl.db import TZDateTime, json_type

@@ -61,7 +61,8 @@ def parse_time(text: str, *, zone: tzinfo = UTC, now: datetime | None = None, wh
         value = dparser.isoparse(raw)
     except (ValueError, OverflowError):
         raise InvalidInput(
-            f"Invalid {what} {text!r}; use ISO 8601 (2026-12-01T09:00, optionally with an offset), 'now' or +2h/-30m/+7d."
+            f"Invalid {what} {text!r}; use ISO 8601 (2026-12-01T09:00, optionally with an offset), "
+            "'now' or +2h/-30m/+7d."
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)

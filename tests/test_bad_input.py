@@ -68,7 +68,6 @@ def test_update_bad_input_changes_nothing(cli, db_url):
     uid = r.json()["uid"]
     before = cli("show", uid, "--json").json()
     for extra in (*CREATE_CASES.values(), ["--name", ""], ["--start", "x", "--clear-start"], ["--page", "nope"]):
-        extra = [a for a in extra]
         r = cli("update", uid, *extra)
         _assert_refused(r)
     assert cli("show", uid, "--json").json() == before

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from eventctl.cli import db, events, misc
+from eventctl.cli import categories, cleanup, db, events, misc
 from eventctl.cli._common import State
 
 app = typer.Typer(
@@ -40,6 +40,8 @@ def root(
 events.register(app)
 misc.register(app)
 app.add_typer(db.app, name="db")
+app.add_typer(categories.app, name="categories")
+cleanup.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,120 @@
+"""eventctl cleanup (SPEC §5)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from eventctl.cli._common import JsonOpt, console, emit_json, fail, handle_errors, state
+
+
+def cleanup(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", help="Age cut-off: 30m, 12h, 7d, 2w [env: EVENTCTL_RETENTION; default: 7d]."),
+    ] = None,
+    uploads_dir: Annotated[
+        str | None, typer.Option("--uploads-dir", help="Uploads root [env: EVENTCTL_UPLOADS_DIR].", show_default=False)
+    ] = None,
+    chunks_dir: Annotated[
+        str | None, typer.Option("--chunks-dir", help="Chunk uploads root [env: EVENTCTL_CHUNKS_DIR].",
+                                 show_default=False)
+    ] = None,
+    skip_events: Annotated[bool, typer.Option("--skip-events", help="Leave the events table alone.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report the plan; remove nothing.")] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Delete expired events, old uploads and abandoned chunk uploads."""
+    from eventctl import maintenance as m
+    from eventctl.timeparse import isoformat, parse_duration, utcnow
+
+    st = state(ctx)
+    settings = st.settings
+    age = parse_duration(older_than if older_than is not None else settings.retention, what="--older-than")
+    uploads = m.check_dir(uploads_dir if uploads_dir is not None else settings.uploads_dir, "--uploads-dir")
+    chunks = m.check_dir(chunks_dir if chunks_dir is not None else settings.chunks_dir, "--chunks-dir")
+    cutoff = m.cutoff_for(age, utcnow())
+    engine = None if skip_events else st.engine()
+
+    with _progress(enabled=not json_ and sys.stderr.isatty()) as (advance, set_total):
+        reports: dict[str, m.SourceReport] = {}
+        reports["events"] = (
+            m.cleanup_events(engine, cutoff=cutoff, dry_run=dry_run) if engine else m.SourceReport(skipped=True)
+        )
+        reports["uploads"] = (
+            m.cleanup_uploads(uploads, cutoff=cutoff, dry_run=dry_run, progress=advance)
+            if uploads else m.SourceReport(skipped=True)
+        )
+        reports["chunks"] = (
+            m.cleanup_chunks(chunks, cutoff=cutoff, dry_run=dry_run, progress=advance, total=set_total)
+            if chunks else m.SourceReport(skipped=True)
+        )
+
+    if json_:
+        emit_json({"cutoff": isoformat(cutoff), "dry_run": dry_run,
+                   "sources": {k: r.to_json() for k, r in reports.items()}})
+    else:
+        _print_summary(reports, cutoff=isoformat(cutoff) or "", dry_run=dry_run)
+    messages = [msg for r in reports.values() for msg in r.error_messages]
+    for msg in messages[:50]:
+        typer.echo(f"Error: cannot remove {msg}.", err=True)
+    if messages:
+        raise fail(f"{len(messages)} item(s) could not be removed; the rest were processed.", 1)
+
+
+class _progress:
+    """A Rich progress bar on stderr for people; nothing otherwise."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> tuple[Any, Any]:
+        if not self.enabled:
+            return None, None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            console=console(stderr=True), transient=True)
+        self.bar.start()
+
+        def advance(source: str, n: int) -> None:
+            if source not in self.tasks:
+                self.tasks[source] = self.bar.add_task(f"scanning {source}", total=None)
+            self.bar.advance(self.tasks[source], n)
+
+        def set_total(n: int) -> None:
+            self.tasks["chunks"] = self.bar.add_task("scanning chunks", total=n)
+
+        return advance, set_total
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _print_summary(reports: dict[str, Any], *, cutoff: str, dry_run: bool) -> None:
+    from rich.table import Table
+
+    out = console()
+    if dry_run:
+        for source, r in reports.items():
+            for item in sorted(r.items):
+                out.print(f"would remove {source}: {item}", markup=False)
+    table = Table(title=f"cleanup{' (dry run)' if dry_run else ''}: older than {cutoff}", title_justify="left")
+    for col in ("source", "scanned", "removed" if not dry_run else "would remove", "bytes freed", "errors"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for source, r in reports.items():
+        if r.skipped:
+            table.add_row(source, "-", "-", "-", "-", style="dim")
+        else:
+            table.add_row(source, str(r.scanned), str(r.removed), f"{r.bytes_freed:,}", str(r.errors))
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("cleanup")(handle_errors(cleanup))

@@ -1,0 +1,56 @@
+"""The README stays honest: every command and option documented, set-up commands real."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from eventctl.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _commands():
+    import typer.main
+
+    group = typer.main.get_command(app)
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield path, cmd
+
+    yield from walk(group, [])
+
+
+def test_every_command_and_option_is_in_the_readme():
+    missing = []
+    for path, cmd in _commands():
+        if f"eventctl {' '.join(path)}" not in README:
+            missing.append(" ".join(path))
+        for param in cmd.params:
+            for opt in param.opts + param.secondary_opts:
+                if opt.startswith("--") and opt not in README:
+                    missing.append(f"{' '.join(path)} {opt}")
+    assert not missing, f"undocumented in README.md: {missing}"
+
+
+def test_every_env_var_is_in_the_readme():
+    used = set()
+    for path in (ROOT / "eventctl").rglob("*.py"):
+        used |= set(re.findall(r"EVENTCTL_[A-Z_]+", path.read_text()))
+        used |= {f"EVENTCTL_{m}" for m in re.findall(r'(?<![.\w])get\("([A-Z_]+)"\)', path.read_text())}
+    missing = sorted(v for v in used if v not in README)
+    assert not missing, f"undocumented env vars: {missing}"
+
+
+def test_ci_runs_the_readme_setup_commands():
+    blocks = re.findall(r"```sh\n(python3 -m venv .*?)\n```", README)
+    assert len(blocks) == 2, blocks
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert blocks[1] in ci, "CI must run the README's test command verbatim"
+    install = blocks[0].split(" && .venv/bin/eventctl")[0]
+    assert "pip install" in install and "create --name" in blocks[0] and "current --page" in blocks[0]
