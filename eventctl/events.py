@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from eventctl.db import time_expr, time_param
 from eventctl.errors import Conflict, InvalidInput, NotFound
-from eventctl.models import STATUSES, Event, EventCreate, EventUpdate, State
+from eventctl.models import STATUSES, Event, EventCreate, EventUpdate, State, status_at
 from eventctl.routes import normalize_route
 from eventctl.timeparse import as_utc, utcnow
 
@@ -252,11 +252,38 @@ def delete_event(session: Session, *, ref: str) -> Event:
     return event
 
 
-def next_boundary(session: Session, *, route: str, at: datetime) -> datetime | None:
-    """The next start or end of an active event on this page after ``at`` (for caching)."""
-    s, e, now = _t(session, Event.start_date), _t(session, Event.end_date), _p(session, at)
-    base: list[Any] = [Event.page_context == route, col(Event.is_active).is_(True)]
-    starts = session.exec(select(sa.func.min(col(Event.start_date))).where(*base, s > now)).one()
-    ends = session.exec(select(sa.func.min(col(Event.end_date))).where(*base, e > now)).one()
-    found = [as_utc(v) for v in (starts, ends) if v is not None]
-    return min(found) if found else None  # type: ignore[type-var]
+# ---------------------------------------------------------------- in memory (web cache)
+
+
+def load_snapshot(session: Session, *, at: datetime) -> dict[str, list[Event]]:
+    """Active events that are live at ``at`` or later, grouped by page.
+
+    The web app resolves /current from this in memory (``resolve_in_memory``),
+    re-applying each window against the clock, so expired rows can be left out.
+    """
+    end = _t(session, Event.end_date)
+    query = select(Event).where(
+        col(Event.is_active).is_(True), sa.or_(col(Event.end_date).is_(None), end > _p(session, at))
+    )
+    by_route: dict[str, list[Event]] = {}
+    for event in session.exec(query.order_by(col(Event.created_at), col(Event.uid))).all():
+        session.expunge(event)
+        by_route.setdefault(event.page_context, []).append(event)
+    return by_route
+
+
+def resolve_in_memory(events: list[Event], *, route: str, at: datetime) -> Event | None:
+    """resolve_current over already-loaded events: same rules (status_at), same conflict."""
+    return pick_current([e for e in events if status_at(e, at) == "live"], route)
+
+
+def next_boundary(events: list[Event], *, at: datetime) -> datetime | None:
+    """The next start or end among these events strictly after ``at`` (None: no change ahead)."""
+    ahead = [
+        t
+        for e in events
+        if e.is_active
+        for t in (as_utc(e.start_date), as_utc(e.end_date))
+        if t is not None and t > at
+    ]
+    return min(ahead) if ahead else None

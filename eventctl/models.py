@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
@@ -53,35 +53,32 @@ class State(SQLModel, table=True):
     version: int = Field(default=0, sa_type=sa.BigInteger)
 
 
-def _clean_name(value: Any) -> Any:
-    if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            raise InvalidInput("The name must not be blank.")
-    return value
-
-
-def _check_window(start: datetime | None, end: datetime | None) -> None:
-    if start is not None and end is not None and end <= start:
-        raise InvalidInput("The end must be after the start.")
-
-
 class _EventFields(BaseModel):
-    # defer_build: the read path (current, list) never validates these; build on first use.
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
 
-    @model_validator(mode="before")
+    @field_validator("name", mode="before", check_fields=False)
     @classmethod
-    def _normalize(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = dict(data)
-            if "name" in data:
-                data["name"] = _clean_name(data["name"])
-            if isinstance(data.get("page_context"), str):
-                data["page_context"] = require_route(data["page_context"])
-            if isinstance(data.get("description"), str):
-                data["description"] = data["description"].strip() or None
-        return data
+    def _name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("must not be blank")
+        return value
+
+    @field_validator("page_context", mode="before", check_fields=False)
+    @classmethod
+    def _route(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return require_route(value)
+            except InvalidInput as exc:
+                raise ValueError(exc.message.rstrip(".")) from None
+        return value
+
+    @field_validator("description", mode="before", check_fields=False)
+    @classmethod
+    def _description(cls, value: Any) -> Any:
+        return (value.strip() or None) if isinstance(value, str) else value
 
 
 class EventCreate(_EventFields):

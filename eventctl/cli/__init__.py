@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from eventctl.cli import categories, cleanup, db, events, misc
+from eventctl.cli import categories, cleanup, db, events, misc, serve, tokens
 from eventctl.cli._common import State
 
 app = typer.Typer(
@@ -41,7 +41,9 @@ events.register(app)
 misc.register(app)
 app.add_typer(db.app, name="db")
 app.add_typer(categories.app, name="categories")
+app.add_typer(tokens.app, name="token")
 cleanup.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,50 @@
+"""eventctl serve: the ASGI app under uvicorn (needs the `serve` extra)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from eventctl.cli._common import fail, handle_errors, note, state
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option("--host", help="Bind address [env: EVENTCTL_HOST; default 127.0.0.1].",
+                                             show_default=False)] = None,
+    port: Annotated[int | None, typer.Option("--port", min=0, max=65535,
+                                             help="Port [env: EVENTCTL_PORT; default 8000].", show_default=False)]
+    = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, max=64,
+                                                help="Worker processes [env: EVENTCTL_WORKERS; default 1].",
+                                                show_default=False)] = None,
+) -> None:
+    """Serve GET /api/v1/events/current and the admin API."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ModuleNotFoundError:
+        raise fail("The web app needs the 'serve' extra: pip install 'eventctl[serve]'.", 2) from None
+    st = state(ctx)
+    settings = st.settings.with_overrides(host=host, port=port, workers=workers)
+    if st.database_url:
+        # workers are separate processes: hand them the --database-url given here
+        os.environ["EVENTCTL_DATABASE_URL"] = st.database_url
+    st.engine()  # the embedded default is created/migrated here; an explicit URL is checked (exit 5)
+    note(f"eventctl {settings.host}:{settings.port} ({settings.workers} worker(s)); Ctrl-C stops.")
+    uvicorn.run(
+        "eventctl.web.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(handle_errors(serve))

@@ -1,0 +1,230 @@
+"""``GET /api/v1/events/current``: resolved from memory, cache-friendly, outage-tolerant.
+
+The database is off the hot path: a poller reads the change counter
+(``eventctl_state.version``, bumped in the same transaction as every write made
+by the CLI or the app) at most every ``poll_interval`` seconds and reloads a
+snapshot of the active, not-yet-expired events when it moved. Requests are
+answered from that snapshot with the core's own rules (``resolve_in_memory``),
+each answer encoded once and reused until the page's next start/end boundary.
+
+If the database becomes unreachable, answers keep coming from the last good
+snapshot (windows re-applied against the clock) for ``stale_grace`` seconds,
+marked ``X-Eventctl-Stale: true``; then 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from eventctl.errors import Conflict, MalformedRoute
+
+log = logging.getLogger("eventctl.web")
+CURRENT_PATH = "/api/v1/events/current"
+FULL_RELOAD_SECONDS = 60.0
+MAX_CACHED_ANSWERS = 20_000
+_JSON = (b"content-type", b"application/json")
+# CORSMiddleware (always outermost, see create_app) appends ", Origin" to every Vary.
+_VARY = (b"vary", b"X-Page-Route")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    etag: bytes | None  # set on cacheable (200) answers
+    until: float  # epoch seconds: the answer may change then (next boundary); inf if never
+
+
+class CurrentService:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        cache_ttl: float,
+        stale_grace: float,
+        poll_interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.cache_ttl = cache_ttl
+        self.stale_grace = stale_grace
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.snapshot: dict[str, list[Any]] | None = None
+        self.version: int | None = None
+        self.loaded_at = 0.0
+        self.last_success: float | None = None
+        self.failing = False
+        self.attempted = False
+        self._answers: dict[bytes | None, Answer] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._refresh_lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------ freshness
+
+    def _poll_sync(self, force: bool) -> None:
+        """In a worker thread: read the counter; reload the snapshot if it moved."""
+        import sqlalchemy as sa
+
+        from eventctl.db import read_session
+        from eventctl.events import load_snapshot
+
+        now = self.clock()
+        with self.engine.connect() as conn:
+            version = conn.execute(sa.text("SELECT version FROM eventctl_state WHERE id = 1")).scalar()
+        stale_snapshot = now - self.loaded_at >= FULL_RELOAD_SECONDS
+        if force or self.snapshot is None or version != self.version or stale_snapshot:
+            with read_session(self.engine) as session:
+                snapshot = load_snapshot(session, at=datetime.fromtimestamp(now, UTC))
+            self.snapshot, self.version, self.loaded_at = snapshot, version, now
+            self._answers = {}
+        self.last_success, self.failing = self.clock(), False
+
+    async def refresh(self, *, force: bool = False) -> None:
+        from anyio import to_thread
+
+        if self._refresh_lock is None:
+            self._refresh_lock = asyncio.Lock()
+        async with self._refresh_lock:
+            self.attempted = True
+            try:
+                await to_thread.run_sync(self._poll_sync, force)
+            except Exception as exc:  # noqa: BLE001 - an outage: keep the last good data
+                if not self.failing:
+                    log.warning("database unavailable, serving last good data: %s", str(exc).splitlines()[0])
+                self.failing = True
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.poll_interval)
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._poll_loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._task = None
+
+    def invalidate(self) -> None:
+        """After a write in this process: reload on the next request, not a poll later."""
+        self.version = None
+        self._answers = {}
+
+    # ------------------------------------------------------------ answers
+
+    def _compute(self, raw: bytes | None, now: float) -> Answer:
+        from eventctl.events import next_boundary, resolve_in_memory
+        from eventctl.models import event_to_json
+        from eventctl.routes import normalize_route
+
+        assert self.snapshot is not None
+        try:
+            route = normalize_route(raw.decode("latin-1") if raw is not None else None)
+        except MalformedRoute as exc:
+            return Answer(400, _dumps({"detail": exc.message}), None, math.inf)
+        if route is None:
+            return _ok(b"null", math.inf)
+        events = self.snapshot.get(route, [])
+        at = datetime.fromtimestamp(now, UTC)
+        boundary = next_boundary(events, at=at)
+        until = boundary.timestamp() if boundary is not None else math.inf
+        try:
+            event = resolve_in_memory(events, route=route, at=at)
+        except Conflict as exc:
+            return Answer(409, _dumps({"detail": exc.message, "conflicting_uids": exc.uids}), None, until)
+        return _ok(b"null" if event is None else _dumps(event_to_json(event, at)), until)
+
+    async def respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, list[Any], bytes]:
+        """Status, headers and body for one request. The only code path for /current."""
+        if self.snapshot is None and not self.attempted:
+            await self.refresh()
+        now = self.clock()
+        stale = self.failing
+        if self.snapshot is None or (
+            stale and (self.last_success is None or now - self.last_success > self.stale_grace)
+        ):
+            return 503, [_JSON, _NO_STORE, (b"retry-after", b"1")], _dumps({"detail": "The database is unavailable."})
+        if self.version is None and not stale:
+            await self.refresh()
+        answer = self._answers.get(raw_route)
+        if answer is None or now >= answer.until:
+            answer = self._compute(raw_route, now)
+            if len(self._answers) >= MAX_CACHED_ANSWERS:
+                self._answers = {}
+            self._answers[raw_route] = answer
+        if answer.etag is None:
+            return answer.status, [_JSON, _NO_STORE, _VARY], answer.body
+        headers = [_JSON, (b"etag", answer.etag), _VARY, (b"cache-control", self._cache_control(answer, now, stale))]
+        if stale:
+            headers.append((b"x-eventctl-stale", b"true"))
+        if if_none_match is not None and _matches(if_none_match, answer.etag):
+            return 304, headers[1:], b""
+        return 200, headers, answer.body
+
+    def _cache_control(self, answer: Answer, now: float, stale: bool) -> bytes:
+        until_boundary = answer.until - now
+        max_age = max(0, math.floor(min(self.cache_ttl, until_boundary)))
+        grace_left = self.stale_grace - (now - self.last_success) if stale and self.last_success else self.stale_grace
+        # a cache may serve it on origin errors, but never past the page's next boundary
+        stale_if_error = max(0, math.floor(min(grace_left, until_boundary)) - max_age)
+        value = f"public, max-age={max_age}"
+        if stale_if_error:
+            value += f", stale-if-error={stale_if_error}"
+        return value.encode("ascii")
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _ok(body: bytes, until: float) -> Answer:
+    etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
+    return Answer(200, body, etag, until)
+
+
+def _matches(if_none_match: bytes, etag: bytes) -> bool:
+    """RFC 9110 weak comparison for If-None-Match (werkzeug's parser)."""
+    from werkzeug.http import parse_etags
+
+    return parse_etags(if_none_match.decode("latin-1")).contains_weak(etag.decode("ascii").strip('"'))
+
+
+class CurrentFastPath:
+    """ASGI middleware answering GET /current before FastAPI's routing (the hot path)."""
+
+    def __init__(self, app: Any, service: CurrentService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == CURRENT_PATH and scope["method"] == "GET":
+            route = inm = None
+            for name, value in scope["headers"]:
+                if name == b"x-page-route":
+                    route = value
+                elif name == b"if-none-match":
+                    inm = value
+            status, headers, body = await self.service.respond(route, inm)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
