@@ -67,7 +67,6 @@ class CurrentService:
         self.loaded_at = 0.0
         self.last_success: float | None = None
         self.failing = False
-        self.attempted = False
         self._answers: dict[bytes | None, Answer] = {}
         self._task: asyncio.Task[None] | None = None
         self._refresh_lock: asyncio.Lock | None = None
@@ -98,7 +97,6 @@ class CurrentService:
         if self._refresh_lock is None:
             self._refresh_lock = asyncio.Lock()
         async with self._refresh_lock:
-            self.attempted = True
             try:
                 await to_thread.run_sync(self._poll_sync, force)
             except Exception as exc:  # noqa: BLE001 - an outage: keep the last good data
@@ -155,8 +153,8 @@ class CurrentService:
 
     async def respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, list[Any], bytes]:
         """Status, headers and body for one request. The only code path for /current."""
-        if self.snapshot is None and not self.attempted:
-            await self.refresh()
+        if self.snapshot is None and not self.failing:
+            await self.refresh()  # first requests wait for the first load (it may be in flight)
         now = self.clock()
         stale = self.failing
         if self.snapshot is None or (
@@ -181,13 +179,21 @@ class CurrentService:
         return 200, headers, answer.body
 
     def _cache_control(self, answer: Answer, now: float, stale: bool) -> bytes:
+        """max-age ≤ TTL and ≤ the next boundary; stale-if-error never reaches past it either.
+
+        Stale answers (database down) get max-age=0, so caches come back to us, and
+        stale-if-error for what is left of the grace period.
+        """
         until_boundary = answer.until - now
-        max_age = max(0, math.floor(min(self.cache_ttl, until_boundary)))
-        grace_left = self.stale_grace - (now - self.last_success) if stale and self.last_success else self.stale_grace
-        # a cache may serve it on origin errors, but never past the page's next boundary
-        stale_if_error = max(0, math.floor(min(grace_left, until_boundary)) - max_age)
+        if stale:
+            max_age = 0
+            grace_left = self.stale_grace - (now - (self.last_success or now))
+            stale_if_error = math.floor(min(grace_left, until_boundary))
+        else:
+            max_age = max(0, math.floor(min(self.cache_ttl, until_boundary)))
+            stale_if_error = math.floor(min(self.stale_grace, until_boundary)) - max_age
         value = f"public, max-age={max_age}"
-        if stale_if_error:
+        if stale_if_error > 0:
             value += f", stale-if-error={stale_if_error}"
         return value.encode("ascii")
 
