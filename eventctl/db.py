@@ -125,6 +125,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
         connect_args["options"] = "-c timezone=UTC"
+        kwargs = {"pool_size": 5, "max_overflow": 5, **kwargs}
     else:
         raise InvalidInput(f"Unsupported database {backend!r}; use sqlite:/// or postgresql+psycopg://.")
     try:

@@ -62,7 +62,9 @@ class RecordReviewFilters(BaseModel):
     @field_validator("published_date", mode="before")
     @classmethod
     def _iso_date_only(cls, value: Any) -> Any:
-        if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        if value is None or isinstance(value, date):
+            return value
+        if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
             raise ValueError("must be an ISO date YYYY-MM-DD")
         return value
 

@@ -7,7 +7,16 @@ from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic import Field as PField
 from sqlmodel import Field, SQLModel
 
@@ -80,14 +89,22 @@ class _EventFields(BaseModel):
     def _description(cls, value: Any) -> Any:
         return (value.strip() or None) if isinstance(value, str) else value
 
+    @field_validator("start_date", "end_date", mode="before", check_fields=False)
+    @classmethod
+    def _iso_only(cls, value: Any) -> Any:
+        # lax pydantic reads numbers as epoch seconds: a typo must not schedule a campaign in 1970
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO 8601 date-time with an offset")
+        return value
+
 
 class EventCreate(_EventFields):
     name: str = PField(min_length=1, max_length=NAME_MAX)
     page_context: str = PField(max_length=MAX_ROUTE_LENGTH, examples=["/review/audio"])
     description: str | None = PField(default=None, max_length=DESCRIPTION_MAX)
     filters: RecordReviewFilters = PField(default_factory=RecordReviewFilters)
-    limit: int = PField(default=LIMIT_DEFAULT, ge=LIMIT_MIN, le=LIMIT_MAX)
-    is_active: bool = True
+    limit: StrictInt = PField(default=LIMIT_DEFAULT, ge=LIMIT_MIN, le=LIMIT_MAX)
+    is_active: StrictBool = True
     start_date: AwareDatetime | None = None
     end_date: AwareDatetime | None = None
 
@@ -105,8 +122,8 @@ class EventUpdate(_EventFields):
     page_context: str | None = PField(default=None, max_length=MAX_ROUTE_LENGTH)
     description: str | None = PField(default=None, max_length=DESCRIPTION_MAX)
     filters: RecordReviewFilters | None = None
-    limit: int | None = PField(default=None, ge=LIMIT_MIN, le=LIMIT_MAX)
-    is_active: bool | None = None
+    limit: StrictInt | None = PField(default=None, ge=LIMIT_MIN, le=LIMIT_MAX)
+    is_active: StrictBool | None = None
     start_date: AwareDatetime | None = None
     end_date: AwareDatetime | None = None
 

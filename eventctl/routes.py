@@ -9,6 +9,10 @@ from eventctl.errors import MalformedRoute
 MAX_ROUTE_LENGTH = 255
 _SLASHES = re.compile(r"/{2,}")
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# For the OpenAPI document: what a client should send as X-Page-Route (printable ASCII,
+# as HTTP header values carry; empty = no route). Every match is accepted by
+# normalize_route, which also tolerates surrounding whitespace.
+ROUTE_PATTERN = r"^(?:/[\x21\x22\x24-\x3e\x40-\x7e]*(?:[?#][\x20-\x7e]*)?)?$"
 
 
 def normalize_route(raw: str | None) -> str | None:

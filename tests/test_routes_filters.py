@@ -6,7 +6,7 @@ import json
 import uuid
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from eventctl.errors import InvalidInput, MalformedRoute
@@ -43,6 +43,25 @@ def test_normalization_is_idempotent(raw):
     assert normalize_route(once) == once
     if once is not None:
         assert once.startswith("/") and "//" not in once and (once == "/" or not once.endswith("/"))
+
+
+@given(st.one_of(st.text(max_size=80), st.from_regex(r"/[ -~]{0,40}", fullmatch=True),
+                 st.text(alphabet="/ab?#\n\t .", max_size=20)))
+@example("/a?x\ny")
+@example("/a b")
+@example(" /a/ ")
+def test_openapi_route_pattern_matches_the_normalizer(raw):
+    import re
+
+    from eventctl.routes import ROUTE_PATTERN
+
+    try:
+        normalize_route(raw)
+        accepted = True
+    except MalformedRoute:
+        accepted = False
+    if len(raw) <= 255 and re.match(ROUTE_PATTERN, raw):
+        assert accepted, raw
 
 
 uuids = st.uuids().map(str)

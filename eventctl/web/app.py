@@ -11,18 +11,23 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from sqlmodel import Session
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 
 from eventctl import __version__
 from eventctl.config import Settings, load_settings
 from eventctl.db import make_engine, write_session
 from eventctl.errors import Conflict, EventctlError, InvalidInput, Unauthorized
 from eventctl.models import EventCreate, EventPublic, EventUpdate, event_to_json
+from eventctl.routes import MAX_ROUTE_LENGTH, ROUTE_PATTERN
 from eventctl.timeparse import utcnow
 from eventctl.web.current import CURRENT_PATH, CurrentFastPath, CurrentService
 
@@ -40,19 +45,53 @@ Db = Annotated[Session, Depends(get_session)]
 
 
 def require_admin(
-    request: Request, session: Db, _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
-    """The token's name, or 401. The raw header is parsed here (non-ASCII and malformed → 401).
-
-    Uses the request's one session (on SQLite a second writer in the same request would wait on itself).
-    """
-    from eventctl.tokens import parse_bearer, verify_token
-
-    token = parse_bearer(request.headers.get("authorization"))
-    return verify_token(session, token=token, now=utcnow())
+    """The token's name, verified by AdminAuth before FastAPI even reads the body."""
+    actor = getattr(request.state, "actor", None)
+    if not actor:
+        raise Unauthorized("Missing bearer token.")
+    return str(actor)
 
 
 Admin = Annotated[str, Depends(require_admin)]
+ADMIN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
+
+
+class AdminAuth:
+    """ASGI middleware: authenticate admin routes first (401 before any 422 about the body)."""
+
+    def __init__(self, app: Any, engine: Any) -> None:
+        self.app = app
+        self.engine = engine
+
+    def _verify(self, header: str | None) -> str:
+        from eventctl.tokens import parse_bearer, verify_token
+
+        token = parse_bearer(header)
+        with write_session(self.engine) as session:
+            return verify_token(session, token=token, now=utcnow())
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith(f"{API}/") and path != CURRENT_PATH \
+                and scope["method"] in ADMIN_METHODS:
+            from anyio import to_thread
+
+            from eventctl.errors import DatabaseUnavailable, convert_db_error
+
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+            try:
+                actor = await to_thread.run_sync(self._verify, header)
+            except EventctlError as exc:
+                await _error_response(exc)(scope, receive, send)
+                return
+            except sa_exc.SQLAlchemyError as exc:
+                error = convert_db_error(exc) or DatabaseUnavailable("The database schema is not at head.")
+                await _error_response(error)(scope, receive, send)
+                return
+            scope.setdefault("state", {})["actor"] = actor
+        await self.app(scope, receive, send)
 
 
 class ErrorOut(BaseModel):
@@ -71,7 +110,7 @@ class HealthOut(BaseModel):
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     described: dict[int, dict[str, Any]] = {
         304: {"description": "Not modified (If-None-Match matched the ETag)"},
-        400: {"model": ErrorOut, "description": "Malformed X-Page-Route"},
+        400: {"model": ErrorOut, "description": "Malformed request: X-Page-Route, or a body that is not JSON"},
         401: {"model": ErrorOut, "description": "Missing, malformed, unknown or revoked bearer token"},
         404: {"model": ErrorOut, "description": "No such event"},
         409: {"model": ConflictOut, "description": "Several live events, or the overlap guard"},
@@ -95,10 +134,23 @@ def _error_response(exc: EventctlError) -> JSONResponse:
     return JSONResponse(body, exc.http_status, headers=headers)
 
 
+class _UidConvertor(Convertor[str]):
+    """``{uid:uid}``: a uid or a prefix of it (hex and dashes), so /current is never a uid."""
+
+    regex = "[0-9a-fA-F-]{1,36}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
 def create_app(settings: Settings | None = None) -> Any:
     """Build the ASGI app. Nothing connects to the database until a request or the poller does."""
     settings = settings or load_settings()
-    engine = make_engine(settings.resolved_database_url(), pool_size=5, max_overflow=5)
+    register_url_convertor("uid", _UidConvertor())
+    engine = make_engine(settings.resolved_database_url())
     service = CurrentService(
         engine, cache_ttl=settings.cache_ttl, stale_grace=settings.stale_grace, poll_interval=settings.poll_interval
     )
@@ -132,6 +184,20 @@ def create_app(settings: Settings | None = None) -> Any:
 
         return _error_response(DatabaseUnavailable("The database is unavailable or its schema is not at head."))
 
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code != 405:
+            return await http_exception_handler(request, exc)
+        # Starlette names only the first matching route's methods; list every one for this path.
+        methods: set[str] = set()
+        for route in api.router.routes:
+            match, _ = route.matches({**request.scope, "method": "GET"})
+            route_methods = getattr(route, "methods", None)
+            if match != Match.NONE and route_methods:
+                methods |= set(route_methods)
+        allow = ", ".join(sorted(methods - {"HEAD"} or methods))
+        return JSONResponse({"detail": exc.detail}, 405, headers={"Allow": allow})
+
     def _event(event: Any, status: int = 200) -> JSONResponse:
         return JSONResponse(event_to_json(event, utcnow()), status)
 
@@ -145,8 +211,16 @@ def create_app(settings: Settings | None = None) -> Any:
         tags=["frontend"],
     )
     async def current(
-        x_page_route: Annotated[str | None, Header(description="The page route, e.g. /review/audio")] = None,
-        if_none_match: Annotated[str | None, Header()] = None,
+        # optional headers, documented as strings (not nullable: a header is absent, never null)
+        x_page_route: Annotated[
+            str,
+            Header(
+                description="The page route, e.g. /review/audio", pattern=ROUTE_PATTERN, max_length=MAX_ROUTE_LENGTH
+            ),
+        ] = None,  # type: ignore[assignment]
+        if_none_match: Annotated[
+            str, Header(description="ETags from an earlier answer")
+        ] = None,  # type: ignore[assignment]
     ) -> Response:
         # Served by CurrentFastPath before routing; this route documents it and answers
         # with the same service if the app is mounted without the fast path.
@@ -168,7 +242,7 @@ def create_app(settings: Settings | None = None) -> Any:
 
     # ---------------------------------------------------------------- admin
 
-    @api.post(f"{API}/", status_code=201, response_model=EventPublic, responses=_responses(401, 409, 503),
+    @api.post(f"{API}/", status_code=201, response_model=EventPublic, responses=_responses(400, 401, 409, 503),
               tags=["admin"])
     def create_event(data: EventCreate, session: Db, actor: Admin, allow_overlap: bool = False) -> JSONResponse:
         from eventctl import events as core
@@ -191,13 +265,13 @@ def create_app(settings: Settings | None = None) -> Any:
         events = core.list_events(session, page=page_context, status=status, at=now)
         return JSONResponse([event_to_json(e, now) for e in events])
 
-    @api.get(f"{API}/{{uid}}", response_model=EventPublic, responses=_responses(401, 404, 503), tags=["admin"])
+    @api.get(f"{API}/{{uid:uid}}", response_model=EventPublic, responses=_responses(401, 404, 503), tags=["admin"])
     def get_event(uid: str, session: Db, _actor: Admin) -> JSONResponse:
         from eventctl import events as core
 
         return _event(core.get_event(session, ref=uid))
 
-    @api.put(f"{API}/{{uid}}", response_model=EventPublic, responses=_responses(401, 404, 409, 503),
+    @api.put(f"{API}/{{uid:uid}}", response_model=EventPublic, responses=_responses(400, 401, 404, 409, 503),
              tags=["admin"])
     def update_event(
         uid: str, changes: EventUpdate, session: Db, _actor: Admin, allow_overlap: bool = False
@@ -209,7 +283,7 @@ def create_app(settings: Settings | None = None) -> Any:
         service.invalidate()
         return _event(event)
 
-    @api.delete(f"{API}/{{uid}}", status_code=204, responses=_responses(401, 404, 503), tags=["admin"])
+    @api.delete(f"{API}/{{uid:uid}}", status_code=204, responses=_responses(401, 404, 503), tags=["admin"])
     def delete_event(uid: str, session: Db, _actor: Admin) -> Response:
         from eventctl import events as core
 
@@ -218,7 +292,7 @@ def create_app(settings: Settings | None = None) -> Any:
         service.invalidate()
         return Response(status_code=204)
 
-    app: Any = CurrentFastPath(api, service)
+    app: Any = CurrentFastPath(AdminAuth(api, engine), service)
     app = CORSMiddleware(
         app,
         allow_origins=list(settings.cors_origins),
