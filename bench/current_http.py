@@ -169,7 +169,7 @@ def main() -> None:
         script.write_text(LUA % (PAGES - 1))
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in ports}
         try:
-            for name, port in ports.items():  # warm up (fills /current's cache)
+            for port in ports.values():  # warm up (fills /current's cache)
                 base = f"http://127.0.0.1:{port}"
                 run_wrk(base, str(script), 2, args.connections) if wrk else run_python(base, 2, args.connections)
             for _ in range(args.rounds):
