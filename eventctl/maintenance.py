@@ -116,7 +116,9 @@ def cleanup_events(engine: Any, *, cutoff: datetime, dry_run: bool) -> SourceRep
                 col(Event.end_date).is_not(None),
                 time_expr(Event.end_date, dialect) < time_param(cutoff, dialect),
             )
-            uids = list(session.exec(select(Event.uid).where(old)).all())
+            # SQL narrows the candidates; is_older (the one comparison) decides
+            rows = session.exec(select(Event.uid, Event.end_date).where(old)).all()
+            uids = [uid for uid, end in rows if end is not None and is_older(end, cutoff)]
             report.items = [str(u) for u in uids]
             if uids and not dry_run:
                 result = session.execute(sa.delete(Event).where(col(Event.uid).in_(uids)))

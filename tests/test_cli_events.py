@@ -234,3 +234,16 @@ def test_human_output_has_no_json_and_json_output_is_pure(cli):
     r = cli("current", "--page", "/nothing", "--json")
     assert r.stdout.strip() == "null" and r.exit_code == 0
     assert json.loads(cli("list", "--json").stdout)[0]["uid"] == ev["uid"]
+
+
+def test_delete_asks_at_a_terminal(cli, db_url, monkeypatch):
+    import eventctl.cli.events as cli_events
+
+    ev = create(cli, "--name", "D", "--page", "/d")
+    monkeypatch.setattr(cli_events, "_can_ask", lambda: True)
+    r = cli("delete", ev["uid"], input="n\n")
+    assert r.exit_code == 1 and "Delete event" in r.stderr
+    assert count_rows(db_url) == 1
+    r = cli("delete", ev["uid"], input="y\n")
+    assert r.exit_code == 0, r.stderr
+    assert count_rows(db_url) == 0

@@ -164,3 +164,11 @@ def test_default_sqlite_is_created_and_migrated_on_first_use(tmp_path):
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "xdg-data" / "eventctl" / "eventctl.db").is_file()
     assert cli("current", "--page", "/a", "--json").json()["name"] == "A"
+
+
+def test_db_upgrade_json(fresh_url):
+    cli = make_cli(fresh_url)
+    r = cli("db", "upgrade", "--json")
+    assert r.exit_code == 0 and r.json() == {"from": None, "to": RELEASED[-1]}
+    r = cli("db", "downgrade", "0001_events", "--json")
+    assert r.json() == {"from": RELEASED[-1], "to": "0001_events"}

@@ -320,7 +320,8 @@ def test_token_cli(db_url):
     assert cli("token", "create", "ci").exit_code == 3
     assert cli("token", "create", "bad name!").exit_code == 2
     assert cli("token", "revoke", "nobody").exit_code == 4
-    assert cli("token", "revoke", "ci").exit_code == 0
+    r = cli("token", "revoke", "ci", "--json")
+    assert r.exit_code == 0 and r.json()["name"] == "ci" and r.json()["revoked_at"] is not None
     assert cli("token", "list", "--json").json()[0]["revoked_at"] is not None
     assert cli("token", "create", "ci").exit_code == 0  # a revoked name can be reused
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -16,28 +17,38 @@ app = typer.Typer(help="Schema migrations (Alembic, version table eventctl_alemb
 def upgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    json_: JsonOpt = False,
 ) -> None:
     """Upgrade the schema (default: to head)."""
     from eventctl import migrate
+
+    _migrate(ctx, migrate.upgrade, revision, "upgraded", json_)
+
+
+def _migrate(ctx: typer.Context, fn: Callable[..., None], revision: str, verb: str, json_: bool) -> None:
     from eventctl.db import current_revision
 
     engine = state(ctx).engine(check_schema=False)
     before = current_revision(engine)
-    migrate.upgrade(engine, revision)
-    note(f"Schema upgraded: {before or 'empty'} -> {current_revision(engine)}.")
+    fn(engine, revision)
+    after = current_revision(engine)
+    if json_:
+        emit_json({"from": before, "to": after})
+    else:
+        note(f"Schema {verb}: {before or 'empty'} -> {after or 'base'}.")
 
 
 @app.command("downgrade")
 @handle_errors
-def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument(help="Target revision or 'base'.")]) -> None:
+def downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision or 'base'.")],
+    json_: JsonOpt = False,
+) -> None:
     """Downgrade the schema to REV."""
     from eventctl import migrate
-    from eventctl.db import current_revision
 
-    engine = state(ctx).engine(check_schema=False)
-    before = current_revision(engine)
-    migrate.downgrade(engine, revision)
-    note(f"Schema downgraded: {before or 'empty'} -> {current_revision(engine) or 'base'}.")
+    _migrate(ctx, migrate.downgrade, revision, "downgraded", json_)
 
 
 @app.command("current")

@@ -331,7 +331,7 @@ def delete(
     with read_session(engine) as session:
         event = core.get_event(session, ref=uid)
     if not yes:
-        if not sys.stdin.isatty():
+        if not _can_ask():
             raise InvalidInput("Refusing to delete without confirmation: no terminal to ask; pass --yes.")
         if not typer.confirm(f"Delete event {event.uid} ({event.name!r} on {event.page_context})?", err=True):
             raise typer.Exit(1)
@@ -341,6 +341,11 @@ def delete(
         emit_json(event_to_json(deleted, utcnow()))
     else:
         note(f"Deleted event {deleted.uid}.")
+
+
+def _can_ask() -> bool:
+    """A person at a terminal can answer the confirmation."""
+    return sys.stdin.isatty()
 
 
 def current(

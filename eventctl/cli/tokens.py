@@ -53,12 +53,15 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
 @app.command("revoke")
 @handle_errors
-def revoke(ctx: typer.Context, name: NameArg) -> None:
+def revoke(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
     """Revoke a token; requests with it get 401 from then on."""
     from eventctl import tokens as core
     from eventctl.db import write_session
     from eventctl.timeparse import utcnow
 
     with write_session(state(ctx).engine()) as session:
-        core.revoke_token(session, name=name, now=utcnow())
-    note(f"Token {name.strip()!r} revoked.")
+        row = core.revoke_token(session, name=name, now=utcnow())
+    if json_:
+        emit_json(core.token_to_json(row))
+    else:
+        note(f"Token {name.strip()!r} revoked.")
