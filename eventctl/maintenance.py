@@ -147,7 +147,7 @@ def cleanup_uploads(
         report.error(str(root), exc)
         return report
     try:
-        _walk_uploads(fd, root, "", cutoff=cutoff, dry_run=dry_run, report=report, progress=progress)
+        _walk_uploads(fd, "", cutoff=cutoff, dry_run=dry_run, report=report, progress=progress)
     finally:
         os.close(fd)
     return report
@@ -155,7 +155,6 @@ def cleanup_uploads(
 
 def _walk_uploads(
     dfd: int,
-    root: Path,
     rel: str,
     *,
     cutoff: datetime,
@@ -195,9 +194,7 @@ def _walk_uploads(
                 if not _try_lock(sub):
                     remaining += 1  # a writer holds it: skip the whole directory
                     continue
-                empty = _walk_uploads(
-                    sub, root, path, cutoff=cutoff, dry_run=dry_run, report=report, progress=progress
-                )
+                empty = _walk_uploads(sub, path, cutoff=cutoff, dry_run=dry_run, report=report, progress=progress)
             finally:
                 os.close(sub)
             if empty and _remove_dir(dfd, name, path, dry_run=dry_run, report=report):

@@ -118,3 +118,27 @@ def console(*, stderr: bool = False) -> Any:
 
 def note(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def print_rows(
+    rows: list[dict[str, Any]],
+    *,
+    as_json: bool,
+    columns: dict[str, Callable[[dict[str, Any]], Any]],
+    empty: str,
+) -> None:
+    """A list command's output: the rows as JSON, or a Rich table of ``columns`` for people."""
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        note(empty)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if (v := cell(row)) in (None, "") else str(v) for cell in columns.values()))
+    console().print(table)

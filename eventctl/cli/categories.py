@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from operator import itemgetter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from eventctl.cli._common import JsonOpt, console, emit_json, handle_errors, note, state
+from eventctl.cli._common import JsonOpt, emit_json, handle_errors, note, print_rows, state
 
 app = typer.Typer(help="Categories that event filters may name.", no_args_is_help=True)
 
@@ -54,17 +55,5 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
     with read_session(state(ctx).engine()) as session:
         rows = [core.category_to_json(c) for c in core.list_categories(session)]
-    if json_:
-        emit_json(rows)
-        return
-    if not rows:
-        note("No categories.")
-        return
-    from rich.table import Table
-
-    table = Table()
-    for name in ("uid", "name", "title", "description"):
-        table.add_column(name, overflow="fold")
-    for r in rows:
-        table.add_row(r["uid"], r["name"], r["title"], r["description"] or "")
-    console().print(table)
+    print_rows(rows, as_json=json_, empty="No categories.",
+               columns={k: itemgetter(k) for k in ("uid", "name", "title", "description")})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from eventctl.cli._common import JsonOpt, TzOpt, console, emit_json, handle_errors, note, state
+from eventctl.cli._common import JsonOpt, TzOpt, console, emit_json, handle_errors, note, print_rows, state
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -137,25 +138,16 @@ def _print_event(event: Event, *, as_json: bool, at: datetime, title: str | None
 def _print_list(events: list[Event], *, as_json: bool, at: datetime) -> None:
     from eventctl.models import event_to_json
 
-    rows = [event_to_json(e, at) for e in events]
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        note("No events.")
-        return
-    from rich.table import Table
-
-    table = Table()
-    for name in ("uid", "name", "page", "status", "start", "end", "limit", "filters"):
-        table.add_column(name, overflow="fold")
-    for r in rows:
-        filters = ", ".join(f"{k}={v}" for k, v in r["filters"].items())
-        table.add_row(
-            r["uid"][:8], r["name"], r["page_context"], r["status"], r["start_date"] or "-", r["end_date"] or "-",
-            str(r["limit"]), filters,
-        )
-    console().print(table)
+    print_rows([event_to_json(e, at) for e in events], as_json=as_json, empty="No events.", columns={
+        "uid": lambda r: r["uid"][:8],
+        "name": itemgetter("name"),
+        "page": itemgetter("page_context"),
+        "status": itemgetter("status"),
+        "start": itemgetter("start_date"),
+        "end": itemgetter("end_date"),
+        "limit": itemgetter("limit"),
+        "filters": lambda r: ", ".join(f"{k}={v}" for k, v in r["filters"].items()),
+    })
 
 
 def create(

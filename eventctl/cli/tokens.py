@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Annotated
 
 import typer
 
-from eventctl.cli._common import JsonOpt, console, emit_json, handle_errors, note, state
+from eventctl.cli._common import JsonOpt, emit_json, handle_errors, note, print_rows, state
 
 app = typer.Typer(help="Admin API tokens for the HTTP API.", no_args_is_help=True)
 NameArg = Annotated[str, typer.Argument(help="Token name (letters, digits, . _ -); becomes created_by.")]
@@ -35,20 +36,8 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
     with read_session(state(ctx).engine()) as session:
         rows = [core.token_to_json(t) for t in core.list_tokens(session)]
-    if json_:
-        emit_json(rows)
-        return
-    if not rows:
-        note("No tokens.")
-        return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("name", "prefix", "created_at", "last_used_at", "revoked_at"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*(r[k] or "-" for k in ("name", "prefix", "created_at", "last_used_at", "revoked_at")))
-    console().print(table)
+    print_rows(rows, as_json=json_, empty="No tokens.",
+               columns={k: itemgetter(k) for k in ("name", "prefix", "created_at", "last_used_at", "revoked_at")})
 
 
 @app.command("revoke")
