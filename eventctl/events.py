@@ -232,8 +232,10 @@ def update_event(
         raise InvalidInput("The end must be after the start.")
     page = values.get("page_context", event.page_context)
     active = values.get("is_active", event.is_active)
+    # Only a new window, page or re-activation can create an overlap; a rename cannot.
+    moves = bool({"start_date", "end_date", "page_context"} & values.keys()) or (active and not event.is_active)
     _lock_page(session, page)
-    if active and not allow_overlap:
+    if active and moves and not allow_overlap:
         check_overlap(session, page=page, start=start, end=end, exclude=event.uid, now=now)
     for key, value in values.items():
         setattr(event, key, value)

@@ -247,3 +247,11 @@ def test_delete_asks_at_a_terminal(cli, db_url, monkeypatch):
     r = cli("delete", ev["uid"], input="y\n")
     assert r.exit_code == 0, r.stderr
     assert count_rows(db_url) == 0
+
+
+def test_editing_an_allowed_overlap_needs_no_flag_unless_the_window_moves(cli):
+    a = create(cli, "--name", "A", "--page", "/x")
+    create(cli, "--name", "B", "--page", "/x", "--allow-overlap")
+    assert cli("update", a["uid"], "--name", "A2", "--limit", "30", "--media-type", "audio").exit_code == 0
+    assert cli("update", a["uid"], "--end", "+30d").exit_code == 3
+    assert cli("update", a["uid"], "--end", "+30d", "--allow-overlap").exit_code == 0
