@@ -24,7 +24,7 @@ from starlette.routing import Match
 
 from eventctl import __version__
 from eventctl.config import Settings, load_settings
-from eventctl.db import make_engine, write_session
+from eventctl.db import make_engine, read_session, write_session
 from eventctl.errors import Conflict, EventctlError, InvalidInput, Unauthorized
 from eventctl.models import EventCreate, EventPublic, EventUpdate, event_to_json
 from eventctl.routes import MAX_ROUTE_LENGTH, ROUTE_PATTERN
@@ -41,7 +41,13 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-Db = Annotated[Session, Depends(get_session)]
+def get_read_session(request: Request) -> Iterator[Session]:
+    with read_session(request.app.state.engine) as session:
+        yield session
+
+
+Db = Annotated[Session, Depends(get_session)]  # writes: takes SQLite's write lock first
+ReadDb = Annotated[Session, Depends(get_read_session)]
 
 
 def require_admin(
@@ -254,7 +260,7 @@ def create_app(settings: Settings | None = None) -> Any:
 
     @api.get(f"{API}/", response_model=list[EventPublic], responses=_responses(401, 503), tags=["admin"])
     def list_events(
-        session: Db,
+        session: ReadDb,
         _actor: Admin,
         page_context: Annotated[str | None, Query(max_length=1000)] = None,
         status: StatusQ = "all",
@@ -266,7 +272,7 @@ def create_app(settings: Settings | None = None) -> Any:
         return JSONResponse([event_to_json(e, now) for e in events])
 
     @api.get(f"{API}/{{uid:uid}}", response_model=EventPublic, responses=_responses(401, 404, 503), tags=["admin"])
-    def get_event(uid: str, session: Db, _actor: Admin) -> JSONResponse:
+    def get_event(uid: str, session: ReadDb, _actor: Admin) -> JSONResponse:
         from eventctl import events as core
 
         return _event(core.get_event(session, ref=uid))
