@@ -9,16 +9,19 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from eventctl.db import time_expr, time_param
 from eventctl.errors import Conflict, InvalidInput, NotFound
-from eventctl.models import STATUSES, Event, EventCreate, EventUpdate, State, status_at
+from eventctl.models import STATUSES, Event, State, status_at
 from eventctl.routes import normalize_route
 from eventctl.timeparse import as_utc, utcnow
+
+if TYPE_CHECKING:
+    from eventctl.shapes import EventCreate, EventUpdate
 
 MIN_PREFIX = 8
 # pg_advisory_xact_lock(class, key): our class id keeps clear of other apps' locks.

@@ -45,7 +45,7 @@ def test_concurrent_threads_with_a_widened_race_window(db_url, monkeypatch):
     from eventctl import events as core
     from eventctl.db import make_engine, write_session
     from eventctl.errors import Conflict
-    from eventctl.models import EventCreate
+    from eventctl.shapes import EventCreate
 
     original = core.check_overlap
 
@@ -88,7 +88,7 @@ def test_concurrent_threads_with_a_widened_race_window(db_url, monkeypatch):
 def test_allow_overlap_writers_all_succeed(db_url, allow):
     from eventctl import events as core
     from eventctl.db import make_engine, write_session
-    from eventctl.models import EventCreate
+    from eventctl.shapes import EventCreate
 
     engine = make_engine(db_url)
     for i in range(3):

@@ -175,7 +175,7 @@ def create(
     from eventctl import events as core
     from eventctl.config import default_actor
     from eventctl.db import write_session
-    from eventctl.models import EventCreate, validate_model
+    from eventctl.shapes import EventCreate, validate_model
     from eventctl.timeparse import utcnow
 
     st = state(ctx)
@@ -230,7 +230,7 @@ def update(
     from eventctl import events as core
     from eventctl.db import write_session
     from eventctl.errors import InvalidInput
-    from eventctl.models import EventUpdate, validate_model
+    from eventctl.shapes import EventUpdate, validate_model
     from eventctl.timeparse import utcnow
 
     if clear_start and start is not None:

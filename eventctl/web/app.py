@@ -26,8 +26,9 @@ from eventctl import __version__
 from eventctl.config import Settings, load_settings
 from eventctl.db import make_engine, read_session, write_session
 from eventctl.errors import Conflict, EventctlError, InvalidInput, Unauthorized
-from eventctl.models import EventCreate, EventPublic, EventUpdate, event_to_json
+from eventctl.models import event_to_json
 from eventctl.routes import MAX_ROUTE_LENGTH, ROUTE_PATTERN
+from eventctl.shapes import EventCreate, EventPublic, EventUpdate
 from eventctl.timeparse import utcnow
 from eventctl.web.current import CURRENT_PATH, CurrentFastPath, CurrentService
 
