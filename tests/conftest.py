@@ -166,3 +166,23 @@ def count_rows(db_url: str, table: str = "events") -> int:
         n = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
     engine.dispose()
     return int(n)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many PostgreSQL and browser tests ran, so CI output shows they were not skipped."""
+    counts: dict[str, dict[str, int]] = {"PostgreSQL": {}, "browser": {}}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") not in ("call", "setup") or (
+                    outcome == "passed" and report.when != "call"):
+                continue
+            keywords = getattr(report, "keywords", {})
+            kind = "PostgreSQL" if "postgres" in keywords or "postgresql" in report.nodeid else (
+                "browser" if "browser" in keywords else None)
+            if kind:
+                counts[kind][outcome] = counts[kind].get(outcome, 0) + 1
+    for kind, c in counts.items():
+        terminalreporter.write_line(
+            f"{kind} tests: {c.get('passed', 0)} passed, {c.get('failed', 0)} failed, "
+            f"{c.get('skipped', 0)} skipped, {c.get('error', 0)} errors"
+        )
