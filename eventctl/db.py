@@ -181,15 +181,20 @@ def write_session(engine: Engine) -> Iterator[Session]:
 
 def current_revision(engine: Engine) -> str | None:
     """The eventctl schema revision, or None when eventctl was never installed there."""
-    with engine.connect() as conn:
-        try:
-            return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
-        except sa.exc.ProgrammingError:  # PostgreSQL: no such table
-            return None
-        except sa.exc.OperationalError as exc:  # SQLite: no such table; anything else is an outage
-            if "no such table" in str(exc.orig):
+    from eventctl.errors import convert_db_error
+
+    try:
+        with engine.connect() as conn:
+            try:
+                return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+            except sa.exc.ProgrammingError:  # PostgreSQL: no such table
                 return None
-            raise
+            except sa.exc.OperationalError as exc:  # SQLite: no such table; anything else is an outage
+                if "no such table" in str(exc.orig):
+                    return None
+                raise
+    except sa.exc.SQLAlchemyError as exc:
+        raise (convert_db_error(exc) or DatabaseUnavailable("The database is unavailable.")) from None
 
 
 def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:

@@ -538,9 +538,13 @@ def test_serve_without_the_extra(monkeypatch, db_url):
     assert r.exit_code == 2 and "pip install 'eventctl[serve]'" in r.stderr
 
 
-def test_serve_refuses_schema_not_at_head(tmp_path, monkeypatch):
+def test_serve_starts_even_when_the_database_is_not_ready(tmp_path, monkeypatch):
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("must not start"))
-    r = make_cli(f"sqlite:///{tmp_path / 'empty.db'}")("serve")
-    assert r.exit_code == 5 and "eventctl db upgrade" in r.stderr
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
+    for url in (f"sqlite:///{tmp_path / 'empty.db'}", "postgresql+psycopg://nobody@127.0.0.1:1/none"):
+        r = make_cli(url)("serve")
+        assert r.exit_code == 0, r.stderr
+        assert "Warning:" in r.stderr and "/readyz" in r.stderr
+    assert len(calls) == 2

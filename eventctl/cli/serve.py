@@ -32,7 +32,15 @@ def serve(
     if st.database_url:
         # workers are separate processes: hand them the --database-url given here
         os.environ["EVENTCTL_DATABASE_URL"] = st.database_url
-    st.engine()  # the embedded default is created/migrated here; an explicit URL is checked (exit 5)
+    if settings.is_default_database:
+        st.engine()  # the embedded default is created and migrated here
+    else:
+        from eventctl.errors import DatabaseUnavailable
+
+        try:
+            st.engine()
+        except DatabaseUnavailable as exc:  # the app starts anyway and recovers by itself
+            note(f"Warning: {exc.message} Starting anyway: /readyz answers 503 until the database is ready.")
     note(f"eventctl {settings.host}:{settings.port} ({settings.workers} worker(s)); Ctrl-C stops.")
     uvicorn.run(
         "eventctl.web.app:app_from_env",
