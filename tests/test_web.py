@@ -548,3 +548,28 @@ def test_serve_starts_even_when_the_database_is_not_ready(tmp_path, monkeypatch)
         assert r.exit_code == 0, r.stderr
         assert "Warning:" in r.stderr and "/readyz" in r.stderr
     assert len(calls) == 2
+
+
+def test_serve_reads_env_and_refuses_bad_settings(monkeypatch, db_url):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
+    r = make_cli(db_url)("serve", env={"EVENTCTL_PORT": "9444", "EVENTCTL_HOST": "0.0.0.0", "EVENTCTL_WORKERS": "3"})
+    assert r.exit_code == 0, r.stderr
+    assert (calls[0]["host"], calls[0]["port"], calls[0]["workers"]) == ("0.0.0.0", 9444, 3)
+    for env in ({"EVENTCTL_PORT": "http"}, {"EVENTCTL_PORT": "70000"}, {"EVENTCTL_WORKERS": "0"},
+                {"EVENTCTL_CACHE_TTL": "soon"}, {"EVENTCTL_STALE_GRACE": "-1"}, {"EVENTCTL_POLL_INTERVAL": "0"},
+                {"EVENTCTL_CACHE_TTL": "nan"}):
+        r = make_cli(db_url)("serve", env=env)
+        assert r.exit_code == 2, (env, r.stderr)
+        assert next(iter(env)) in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert len(calls) == 1
+
+
+def test_bad_env_file_setting_is_a_usage_error(db_url, tmp_path):
+    r = make_cli(db_url)("list", env={"EVENTCTL_ENV_FILE": str(tmp_path / "missing.env")})
+    assert r.exit_code == 2 and "EVENTCTL_ENV_FILE" in r.stderr
+    r = make_cli(db_url)("create", "--name", "x", "--page", "/x", "--start", "2030-01-01T09:00",
+                         env={"EVENTCTL_TZ": "Mars/Olympus"})
+    assert r.exit_code == 2 and "Mars/Olympus" in r.stderr
