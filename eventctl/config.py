@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ class Settings:
     port: int = 8000
     workers: int = 1
     data_dir: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_default_database(self) -> bool:
@@ -119,7 +118,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         port=_integer(env, "EVENTCTL_PORT", 8000, minimum=0, maximum=65535),
         workers=_integer(env, "EVENTCTL_WORKERS", 1, minimum=1, maximum=64),
         data_dir=get("DATA_DIR"),
-        extra={k: v for k, v in env.items() if k in ("USER", "LOGNAME", "USERNAME")},
     )
     return settings.with_overrides(**overrides)
 
@@ -131,6 +129,6 @@ def default_actor(settings: Settings) -> str:
     import getpass
 
     try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in a container
-        return settings.extra.get("USER") or "unknown"
+        return getpass.getuser()  # LOGNAME, USER, LNAME, USERNAME, then the password database
+    except Exception:  # noqa: BLE001 - none of those in a bare container
+        return "unknown"

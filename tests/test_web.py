@@ -199,6 +199,9 @@ def test_admin_crud(client, token, db_url):
     assert [x["uid"] for x in rows] == [uid]
     assert [x["name"] for x in client.get(API, headers=auth(token), params={"status": "live"}).json()] == ["B"]
     assert client.get(API, headers=auth(token), params={"status": "bogus"}).status_code == 422
+    for bad_page in ("no-slash", "/a b", "   "):
+        r = client.get(API, headers=auth(token), params={"page_context": bad_page})
+        assert r.status_code == 422, (bad_page, r.text)
     r = client.put(f"{API}{uid}", json={"limit": 50}, headers=auth(token))
     assert r.status_code == 200
     assert r.json()["limit"] == 50 and r.json()["name"] == "A" and r.json()["filters"] == {"language": "te"}
