@@ -26,6 +26,7 @@ def root(
         str | None,
         typer.Option(
             "--database-url",
+            metavar="URL",
             help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db "
             "[env: EVENTCTL_DATABASE_URL; default: an SQLite file in the user data directory].",
             show_default=False,

@@ -25,7 +25,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 TzOpt = Annotated[
     str | None,
-    typer.Option("--tz", help="IANA zone for times without an offset [env: EVENTCTL_TZ; default UTC]."),
+    typer.Option("--tz", metavar="ZONE", help="IANA zone for times without an offset [env: EVENTCTL_TZ; default UTC]."),
 ]
 
 

@@ -42,8 +42,10 @@ def import_(
     if json_:
         emit_json({**counts, "dry_run": dry_run})
     else:
-        note(f"{counts['created']} created, {counts['updated']} updated, {counts['unchanged']} unchanged "
-             f"({len(items)} in the file{'; dry run, nothing written' if dry_run else ''}).")
+        note(
+            f"{counts['created']} created, {counts['updated']} updated, {counts['unchanged']} unchanged "
+            f"({len(items)} in the file{'; dry run, nothing written' if dry_run else ''})."
+        )
 
 
 @app.command("list")
@@ -55,5 +57,9 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
     with read_session(state(ctx).engine()) as session:
         rows = [core.category_to_json(c) for c in core.list_categories(session)]
-    print_rows(rows, as_json=json_, empty="No categories.",
-               columns={k: itemgetter(k) for k in ("uid", "name", "title", "description")})
+    print_rows(
+        rows,
+        as_json=json_,
+        empty="No categories.",
+        columns={k: itemgetter(k) for k in ("uid", "name", "title", "description")},
+    )

@@ -14,14 +14,23 @@ def cleanup(
     ctx: typer.Context,
     older_than: Annotated[
         str | None,
-        typer.Option("--older-than", help="Age cut-off: 30m, 12h, 7d, 2w [env: EVENTCTL_RETENTION; default: 7d]."),
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            help="Age cut-off: 30m, 12h, 7d, 2w [env: EVENTCTL_RETENTION; default: 7d].",
+        ),
     ] = None,
     uploads_dir: Annotated[
-        str | None, typer.Option("--uploads-dir", help="Uploads root [env: EVENTCTL_UPLOADS_DIR].", show_default=False)
+        str | None,
+        typer.Option(
+            "--uploads-dir", metavar="DIR", help="Uploads root [env: EVENTCTL_UPLOADS_DIR].", show_default=False
+        ),
     ] = None,
     chunks_dir: Annotated[
-        str | None, typer.Option("--chunks-dir", help="Chunk uploads root [env: EVENTCTL_CHUNKS_DIR].",
-                                 show_default=False)
+        str | None,
+        typer.Option(
+            "--chunks-dir", metavar="DIR", help="Chunk uploads root [env: EVENTCTL_CHUNKS_DIR].", show_default=False
+        ),
     ] = None,
     skip_events: Annotated[bool, typer.Option("--skip-events", help="Leave the events table alone.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report the plan; remove nothing.")] = False,
@@ -46,16 +55,19 @@ def cleanup(
         )
         reports["uploads"] = (
             m.cleanup_uploads(uploads, cutoff=cutoff, dry_run=dry_run, progress=advance)
-            if uploads else m.SourceReport(skipped=True)
+            if uploads
+            else m.SourceReport(skipped=True)
         )
         reports["chunks"] = (
             m.cleanup_chunks(chunks, cutoff=cutoff, dry_run=dry_run, progress=advance, total=set_total)
-            if chunks else m.SourceReport(skipped=True)
+            if chunks
+            else m.SourceReport(skipped=True)
         )
 
     if json_:
-        emit_json({"cutoff": isoformat(cutoff), "dry_run": dry_run,
-                   "sources": {k: r.to_json() for k, r in reports.items()}})
+        emit_json(
+            {"cutoff": isoformat(cutoff), "dry_run": dry_run, "sources": {k: r.to_json() for k, r in reports.items()}}
+        )
     else:
         _print_summary(reports, cutoff=isoformat(cutoff) or "", dry_run=dry_run)
     messages = [msg for r in reports.values() for msg in r.error_messages]
@@ -78,8 +90,14 @@ class _progress:
             return None, None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            console=console(stderr=True), transient=True)
+        self.bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console(stderr=True),
+            transient=True,
+        )
         self.bar.start()
 
         def advance(source: str, n: int) -> None:

@@ -19,40 +19,68 @@ if TYPE_CHECKING:
     from eventctl.models import Event
 
 _F = "Filters"
-PageOpt = Annotated[str | None, typer.Option("--page", help="Page route, e.g. /review/audio.", show_default=False)]
-DescOpt = Annotated[str | None, typer.Option("--description", help="Up to 2000 characters.", show_default=False)]
+PageOpt = Annotated[
+    str | None, typer.Option("--page", metavar="ROUTE", help="Page route, e.g. /review/audio.", show_default=False)
+]
+DescOpt = Annotated[
+    str | None, typer.Option("--description", metavar="TEXT", help="Up to 2000 characters.", show_default=False)
+]
 FiltersOpt = Annotated[
     str | None,
-    typer.Option("--filters", help="Filters as JSON, @FILE, or - for stdin.", rich_help_panel=_F, show_default=False),
+    typer.Option(
+        "--filters",
+        metavar="JSON|@FILE|-",
+        help="Filters as JSON, @FILE, or - for stdin.",
+        rich_help_panel=_F,
+        show_default=False,
+    ),
 ]
 CategoryOpt = Annotated[
     list[str] | None,
-    typer.Option("--category", help="Category uid or name (repeatable).", rich_help_panel=_F, show_default=False),
+    typer.Option(
+        "--category",
+        metavar="UID|NAME",
+        help="Category uid or name (repeatable).",
+        rich_help_panel=_F,
+        show_default=False,
+    ),
 ]
 MediaOpt = Annotated[
-    str | None, typer.Option("--media-type", help="text | audio | video | image.", rich_help_panel=_F)
+    str | None, typer.Option("--media-type", metavar="TYPE", help="text | audio | video | image.", rich_help_panel=_F)
 ]
 RightsOpt = Annotated[
     str | None,
-    typer.Option("--release-rights", help="creator | family_or_friend | downloaded.", rich_help_panel=_F),
+    typer.Option(
+        "--release-rights", metavar="RIGHTS", help="creator | family_or_friend | downloaded.", rich_help_panel=_F
+    ),
 ]
 ExtractOpt = Annotated[
-    str | None, typer.Option("--extraction-type", help="manual | ocr | asr.", rich_help_panel=_F)
+    str | None, typer.Option("--extraction-type", metavar="TYPE", help="manual | ocr | asr.", rich_help_panel=_F)
 ]
 PubOpt = Annotated[
-    str | None, typer.Option("--published-date", help="ISO date YYYY-MM-DD.", rich_help_panel=_F)
+    str | None, typer.Option("--published-date", metavar="YYYY-MM-DD", help="ISO date YYYY-MM-DD.", rich_help_panel=_F)
 ]
-LangOpt = Annotated[str | None, typer.Option("--language", help="ISO 639 code, e.g. te.", rich_help_panel=_F)]
+LangOpt = Annotated[
+    str | None, typer.Option("--language", metavar="CODE", help="ISO 639 code, e.g. te.", rich_help_panel=_F)
+]
 LimitOpt = Annotated[
     str | None, typer.Option("--limit", metavar="N", help="Records per fetch, 1-500 [default: 20].", show_default=False)
 ]
 StartOpt = Annotated[
-    str | None, typer.Option("--start", help="ISO 8601, 'now', or +2h/-30m/+7d (empty = no lower bound).")
+    str | None,
+    typer.Option("--start", metavar="TIME", help="ISO 8601, 'now', or +2h/-30m/+7d (empty = no lower bound)."),
 ]
-EndOpt = Annotated[str | None, typer.Option("--end", help="ISO 8601, 'now', or +2h/-30m/+7d (exclusive).")]
+EndOpt = Annotated[
+    str | None, typer.Option("--end", metavar="TIME", help="ISO 8601, 'now', or +2h/-30m/+7d (exclusive).")
+]
 ByOpt = Annotated[
     str | None,
-    typer.Option("--created-by", help="Acting admin [env: EVENTCTL_ACTOR; default: the OS user].", show_default=False),
+    typer.Option(
+        "--created-by",
+        metavar="NAME",
+        help="Acting admin [env: EVENTCTL_ACTOR; default: the OS user].",
+        show_default=False,
+    ),
 ]
 OverlapOpt = Annotated[
     bool, typer.Option("--allow-overlap", help="Allow a window that overlaps another active event of the page.")
@@ -138,22 +166,29 @@ def _print_event(event: Event, *, as_json: bool, at: datetime, title: str | None
 def _print_list(events: list[Event], *, as_json: bool, at: datetime) -> None:
     from eventctl.models import event_to_json
 
-    print_rows([event_to_json(e, at) for e in events], as_json=as_json, empty="No events.", columns={
-        "uid": lambda r: r["uid"][:8],
-        "name": itemgetter("name"),
-        "page": itemgetter("page_context"),
-        "status": itemgetter("status"),
-        "start": itemgetter("start_date"),
-        "end": itemgetter("end_date"),
-        "limit": itemgetter("limit"),
-        "filters": lambda r: ", ".join(f"{k}={v}" for k, v in r["filters"].items()),
-    })
+    print_rows(
+        [event_to_json(e, at) for e in events],
+        as_json=as_json,
+        empty="No events.",
+        columns={
+            "uid": lambda r: r["uid"][:8],
+            "name": itemgetter("name"),
+            "page": itemgetter("page_context"),
+            "status": itemgetter("status"),
+            "start": itemgetter("start_date"),
+            "end": itemgetter("end_date"),
+            "limit": itemgetter("limit"),
+            "filters": lambda r: ", ".join(f"{k}={v}" for k, v in r["filters"].items()),
+        },
+    )
 
 
 def create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option("--name", help="1-200 characters.", show_default=False)],
-    page: Annotated[str, typer.Option("--page", help="Page route, e.g. /review/audio.", show_default=False)],
+    name: Annotated[str, typer.Option("--name", metavar="TEXT", help="1-200 characters.", show_default=False)],
+    page: Annotated[
+        str, typer.Option("--page", metavar="ROUTE", help="Page route, e.g. /review/audio.", show_default=False)
+    ],
     description: DescOpt = None,
     filters: FiltersOpt = None,
     category: CategoryOpt = None,
@@ -181,8 +216,11 @@ def create(
     st = state(ctx)
     base = _read_filters_source(filters) if filters is not None else {}
     flags = _flag_filters(
-        media_type=media_type, release_rights=release_rights, extraction_type=extraction_type,
-        published_date=published_date, language=language,
+        media_type=media_type,
+        release_rights=release_rights,
+        extraction_type=extraction_type,
+        published_date=published_date,
+        language=language,
     )
     times = _times(ctx, tz, start_date=start, end_date=end)
     fields: dict[str, Any] = {"name": name, "page_context": page, "description": description, **times}
@@ -202,7 +240,9 @@ def create(
 def update(
     ctx: typer.Context,
     uid: UidArg,
-    name: Annotated[str | None, typer.Option("--name", help="1-200 characters.", show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="TEXT", help="1-200 characters.", show_default=False)
+    ] = None,
     page: PageOpt = None,
     description: DescOpt = None,
     filters: FiltersOpt = None,
@@ -239,11 +279,15 @@ def update(
         raise InvalidInput("Give --end or --clear-end, not both.")
     base = _read_filters_source(filters) if filters is not None else None
     flags = _flag_filters(
-        media_type=media_type, release_rights=release_rights, extraction_type=extraction_type,
-        published_date=published_date, language=language,
+        media_type=media_type,
+        release_rights=release_rights,
+        extraction_type=extraction_type,
+        published_date=published_date,
+        language=language,
     )
     fields: dict[str, Any] = {
-        k: v for k, v in {"name": name, "page_context": page, "description": description, "is_active": active}.items()
+        k: v
+        for k, v in {"name": name, "page_context": page, "description": description, "is_active": active}.items()
         if v is not None
     }
     fields.update(_times(ctx, tz, start_date=start, end_date=end))
@@ -280,9 +324,11 @@ def show(ctx: typer.Context, uid: UidArg, json_: JsonOpt = False) -> None:
 
 def list_(
     ctx: typer.Context,
-    page: Annotated[str | None, typer.Option("--page", help="Only this page route.", show_default=False)] = None,
+    page: Annotated[
+        str | None, typer.Option("--page", metavar="ROUTE", help="Only this page route.", show_default=False)
+    ] = None,
     status: Annotated[
-        str, typer.Option("--status", help="live | scheduled | expired | inactive | all.")
+        str, typer.Option("--status", metavar="STATUS", help="live | scheduled | expired | inactive | all.")
     ] = "all",
     json_: JsonOpt = False,
 ) -> None:
@@ -342,8 +388,8 @@ def _can_ask() -> bool:
 
 def current(
     ctx: typer.Context,
-    page: Annotated[str, typer.Option("--page", help="Page route to resolve.", show_default=False)],
-    at: Annotated[str | None, typer.Option("--at", help="Resolve at this time instead of now.")] = None,
+    page: Annotated[str, typer.Option("--page", metavar="ROUTE", help="Page route to resolve.", show_default=False)],
+    at: Annotated[str | None, typer.Option("--at", metavar="TIME", help="Resolve at this time instead of now.")] = None,
     tz: TzOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -374,6 +420,12 @@ def current(
 
 
 def register(app: typer.Typer) -> None:
-    for fn, name in ((create, "create"), (list_, "list"), (show, "show"), (update, "update"),
-                     (delete, "delete"), (current, "current")):
+    for fn, name in (
+        (create, "create"),
+        (list_, "list"),
+        (show, "show"),
+        (update, "update"),
+        (delete, "delete"),
+        (current, "current"),
+    ):
         app.command(name)(handle_errors(fn))

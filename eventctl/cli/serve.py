@@ -12,14 +12,34 @@ from eventctl.cli._common import fail, handle_errors, note, state
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option("--host", help="Bind address [env: EVENTCTL_HOST; default 127.0.0.1].",
-                                             show_default=False)] = None,
-    port: Annotated[int | None, typer.Option("--port", min=0, max=65535,
-                                             help="Port [env: EVENTCTL_PORT; default 8000].", show_default=False)]
-    = None,
-    workers: Annotated[int | None, typer.Option("--workers", min=1, max=64,
-                                                help="Worker processes [env: EVENTCTL_WORKERS; default 1].",
-                                                show_default=False)] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host", metavar="HOST", help="Bind address [env: EVENTCTL_HOST; default 127.0.0.1].", show_default=False
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help="Port [env: EVENTCTL_PORT; default 8000].",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            min=1,
+            max=64,
+            help="Worker processes [env: EVENTCTL_WORKERS; default 1].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve GET /api/v1/events/current and the admin API."""
     try:

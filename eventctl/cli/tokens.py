@@ -36,8 +36,12 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
     with read_session(state(ctx).engine()) as session:
         rows = [core.token_to_json(t) for t in core.list_tokens(session)]
-    print_rows(rows, as_json=json_, empty="No tokens.",
-               columns={k: itemgetter(k) for k in ("name", "prefix", "created_at", "last_used_at", "revoked_at")})
+    print_rows(
+        rows,
+        as_json=json_,
+        empty="No tokens.",
+        columns={k: itemgetter(k) for k in ("name", "prefix", "created_at", "last_used_at", "revoked_at")},
+    )
 
 
 @app.command("revoke")
