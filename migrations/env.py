@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from eventctl.db import VERSION_TABLE, make_engine
 from eventctl.models import load_all_tables
@@ -35,22 +36,25 @@ def _configure(connection: object) -> None:
     )
 
 
+def _run(connection: Connection) -> None:
+    _configure(connection)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _configure(connection)
-        with context.begin_transaction():
-            context.run_migrations()
+    """A Connection (``eventctl db``) or an Engine (pytest-alembic) may be handed in."""
+    connectable = config.attributes.get("connection")
+    if isinstance(connectable, Connection):
+        _run(connectable)
         return
-    url = os.environ.get("EVENTCTL_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
-    if not url:
-        raise SystemExit("Set EVENTCTL_DATABASE_URL, or use 'eventctl db ...'.")
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        _configure(conn)
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+    if connectable is None:
+        url = os.environ.get("EVENTCTL_DATABASE_URL") or config.get_main_option("sqlalchemy.url")
+        if not url:
+            raise SystemExit("Set EVENTCTL_DATABASE_URL, or use 'eventctl db ...'.")
+        connectable = make_engine(url)
+    with connectable.connect() as connection:
+        _run(connection)
 
 
 if context.is_offline_mode():

@@ -1,7 +1,9 @@
 """Migrations are tested like code, on SQLite and PostgreSQL.
 
-Equivalents of pytest-alembic's built-ins (its 0.13.1 release does not collect
-under pytest 9): single head, upgrade, models match DDL, up/down consistency.
+pytest-alembic's built-ins run in test_pytest_alembic.py; these add what they do
+not check: the append-only list of released revisions, that `db check` fails on
+drift, schema snapshots after each step down, sharing a database with another
+Alembic app, and the `eventctl db` commands.
 """
 
 from __future__ import annotations
