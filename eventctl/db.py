@@ -101,13 +101,6 @@ def time_param(value: datetime, dialect_name: str) -> Any:
     return sa.literal(value, TZDateTime())
 
 
-def redact_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return "<unparseable URL>"
-
-
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with a short connect timeout, UTC sessions and SQLite write locks."""
     try:
@@ -209,13 +202,3 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
         return
     where = "not initialised" if revision is None else f"at revision {revision}, not {SCHEMA_HEAD}"
     raise SchemaNotAtHead(f"The database schema is {where}; run 'eventctl db upgrade'.")
-
-
-def check_reachable(engine: Engine) -> None:
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.SQLAlchemyError as exc:
-        from eventctl.errors import convert_db_error
-
-        raise (convert_db_error(exc) or DatabaseUnavailable("The database is unavailable.")) from None
