@@ -576,3 +576,36 @@ def test_bad_env_file_setting_is_a_usage_error(db_url, tmp_path):
     r = make_cli(db_url)("create", "--name", "x", "--page", "/x", "--start", "2030-01-01T09:00",
                          env={"EVENTCTL_TZ": "Mars/Olympus"})
     assert r.exit_code == 2 and "Mars/Olympus" in r.stderr
+
+
+def test_fresh_without_a_lifespan(db_url):
+    """Served with no lifespan (uvicorn --lifespan off, a mounted app), CLI writes still arrive."""
+    import asyncio
+
+    import httpx
+
+    from eventctl.config import Settings
+    from eventctl.web.app import create_app
+
+    app = create_app(Settings(database_url=db_url, poll_interval=0.1))
+
+    async def scenario() -> float | None:
+        transport = httpx.ASGITransport(app=app)  # runs no lifespan
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                r = await client.get(CURRENT, headers={"X-Page-Route": "/nolife"})
+                assert r.status_code == 200 and r.json() is None
+                assert make_cli(db_url)("create", "--name", "N", "--page", "/nolife").exit_code == 0
+                start = time.monotonic()
+                while time.monotonic() - start < 5:
+                    r = await client.get(CURRENT, headers={"X-Page-Route": "/nolife"})
+                    if r.json() is not None:
+                        return time.monotonic() - start
+                    await asyncio.sleep(0.05)
+                return None
+        finally:
+            await app.fastapi.state.current.stop()
+            app.fastapi.state.engine.dispose()
+
+    seen = asyncio.run(scenario())
+    assert seen is not None and seen < 2.0, seen

@@ -73,7 +73,7 @@ class CurrentService:
 
     # ------------------------------------------------------------ freshness
 
-    def _poll_sync(self, force: bool) -> None:
+    def _poll_sync(self) -> None:
         """In a worker thread: read the counter; reload the snapshot if it moved."""
         import sqlalchemy as sa
 
@@ -84,21 +84,21 @@ class CurrentService:
         with self.engine.connect() as conn:
             version = conn.execute(sa.text("SELECT version FROM eventctl_state WHERE id = 1")).scalar()
         stale_snapshot = now - self.loaded_at >= FULL_RELOAD_SECONDS
-        if force or self.snapshot is None or version != self.version or stale_snapshot:
+        if self.snapshot is None or version != self.version or stale_snapshot:
             with read_session(self.engine) as session:
                 snapshot = load_snapshot(session, at=datetime.fromtimestamp(now, UTC))
             self.snapshot, self.version, self.loaded_at = snapshot, version, now
             self._answers = {}
         self.last_success, self.failing = self.clock(), False
 
-    async def refresh(self, *, force: bool = False) -> None:
+    async def refresh(self) -> None:
         from anyio import to_thread
 
         if self._refresh_lock is None:
             self._refresh_lock = asyncio.Lock()
         async with self._refresh_lock:
             try:
-                await to_thread.run_sync(self._poll_sync, force)
+                await to_thread.run_sync(self._poll_sync)
             except Exception as exc:  # noqa: BLE001 - an outage: keep the last good data
                 if not self.failing:
                     log.warning("database unavailable, serving last good data: %s", str(exc).splitlines()[0])
@@ -153,6 +153,8 @@ class CurrentService:
 
     async def respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, list[Any], bytes]:
         """Status, headers and body for one request. The only code path for /current."""
+        if self._task is None:
+            self.start()  # also when the server runs no lifespan (uvicorn --lifespan off, mounted apps)
         if self.snapshot is None and not self.failing:
             await self.refresh()  # first requests wait for the first load (it may be in flight)
         now = self.clock()
