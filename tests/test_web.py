@@ -609,3 +609,15 @@ def test_fresh_without_a_lifespan(db_url):
 
     seen = asyncio.run(scenario())
     assert seen is not None and seen < 2.0, seen
+
+
+def test_serve_start_failures_have_their_own_exit_codes(db_url):
+    r = make_cli(db_url)("serve", "--host", "no.such.host.invalid")
+    assert r.exit_code == 2 and "--host" in r.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = make_cli(db_url)("serve", "--port", str(port))  # the real uvicorn, which cannot bind
+    assert r.exit_code == 1, r.stderr
+    assert f"could not start on 127.0.0.1:{port}" in r.stderr

@@ -61,17 +61,28 @@ def serve(
             st.engine()
         except DatabaseUnavailable as exc:  # the app starts anyway and recovers by itself
             note(f"Warning: {exc.message} Starting anyway: /readyz answers 503 until the database is ready.")
+    import socket
+
+    try:
+        socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise fail(f"Cannot bind to --host {settings.host!r}: not a local address or resolvable name.", 2) from None
     note(f"eventctl {settings.host}:{settings.port} ({settings.workers} worker(s)); Ctrl-C stops.")
-    uvicorn.run(
-        "eventctl.web.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        proxy_headers=False,
-        server_header=False,
-        log_level="info",
-    )
+    try:
+        uvicorn.run(
+            "eventctl.web.app:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            proxy_headers=False,
+            server_header=False,
+            log_level="info",
+        )
+    except SystemExit as exc:  # uvicorn exits 3 when it cannot start; 3 means "conflict" here
+        if exc.code not in (0, None):
+            where = f"{settings.host}:{settings.port}"
+            raise fail(f"The server could not start on {where} (see the log above).", 1) from None
 
 
 def register(app: typer.Typer) -> None:
