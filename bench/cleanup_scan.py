@@ -60,8 +60,17 @@ def main() -> None:
         env["XDG_DATA_HOME"] = os.path.join(tmp, "data")
         commands = {
             "find -mmin +1440": [find, root, "-mmin", "+1440"],
-            "eventctl cleanup --dry-run": [*eventctl, "cleanup", "--dry-run", "--json", "--skip-events",
-                                           "--chunks-dir", root, "--older-than", "1440m"],
+            "eventctl cleanup --dry-run": [
+                *eventctl,
+                "cleanup",
+                "--dry-run",
+                "--json",
+                "--skip-events",
+                "--chunks-dir",
+                root,
+                "--older-than",
+                "1440m",
+            ],
         }
         times: dict[str, list[float]] = {k: [] for k in commands}
         plan = None

@@ -28,8 +28,12 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
         env["EVENTCTL_DATABASE_URL"] = f"sqlite:///{tmp}/bench.db"
         subprocess.run([py, "-m", "eventctl", "db", "upgrade"], env=env, check=True, capture_output=True)
-        subprocess.run([py, "-m", "eventctl", "create", "--name", "bench", "--page", "/x"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [py, "-m", "eventctl", "create", "--name", "bench", "--page", "/x"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         commands = {
             "import typer": [py, "-c", "import typer"],
             "eventctl --help": [py, "-m", "eventctl", "--help"],

@@ -55,9 +55,20 @@ def fill(url: str) -> None:
             for k in range(PER_PAGE):
                 start = now - timedelta(hours=1) if k == 0 else now + timedelta(days=30 + k)
                 end = now + timedelta(days=30) if k == 0 else now + timedelta(days=31 + k)
-                session.add(Event(uid=uuid.uuid4(), name=f"Campaign {p}-{k}", page_context=f"/review/page-{p}",
-                                  filters={"media_type": "audio", "language": "te"}, limit=25, start_date=start,
-                                  end_date=end, created_by="bench", created_at=now, updated_at=now))
+                session.add(
+                    Event(
+                        uid=uuid.uuid4(),
+                        name=f"Campaign {p}-{k}",
+                        page_context=f"/review/page-{p}",
+                        filters={"media_type": "audio", "language": "te"},
+                        limit=25,
+                        start_date=start,
+                        end_date=end,
+                        created_by="bench",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
         bump_version(session)
     engine.dispose()
 
@@ -82,8 +93,12 @@ def wait_up(base: str, proc: subprocess.Popen) -> None:
 
 
 def run_wrk(base: str, script: str, duration: int, connections: int) -> tuple[float, float, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, base],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, base],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def pct(p: str) -> float:
@@ -111,8 +126,9 @@ def run_python(base: str, duration: int, connections: int) -> tuple[float, float
         mine = []
         while time.monotonic() < stop:
             t = time.perf_counter()
-            conn.request("GET", "/api/v1/events/current",
-                          headers={"X-Page-Route": f"/review/page-{random.randrange(PAGES)}"})
+            conn.request(
+                "GET", "/api/v1/events/current", headers={"X-Page-Route": f"/review/page-{random.randrange(PAGES)}"}
+            )
             conn.getresponse().read()
             mine.append((time.perf_counter() - t) * 1000)
         with lock:
@@ -143,8 +159,19 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
         env["EVENTCTL_DATABASE_URL"] = url
         ports = {name: free_port() for name in ("eventctl /current", "bare FastAPI", "bare Starlette")}
-        uv = [py, "-m", "uvicorn", "--factory", "--workers", "1", "--no-access-log", "--log-level", "warning",
-              "--host", "127.0.0.1"]
+        uv = [
+            py,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--host",
+            "127.0.0.1",
+        ]
         procs = {
             "eventctl /current": [*uv, "--port", str(ports["eventctl /current"]), "eventctl.web.app:app_from_env"],
         }
@@ -158,13 +185,18 @@ def main() -> None:
         body_file = Path(tmp) / "body.json"
         body_file.write_bytes(body)
         env["BENCH_BODY_FILE"] = str(body_file)
-        for name, factory in (("bare FastAPI", "baseline_apps:fastapi_app"),
-                              ("bare Starlette", "baseline_apps:starlette_app")):
-            servers[name] = subprocess.Popen([*uv, "--port", str(ports[name]), "--app-dir", str(HERE), factory],
-                                             env=env)
+        for name, factory in (
+            ("bare FastAPI", "baseline_apps:fastapi_app"),
+            ("bare Starlette", "baseline_apps:starlette_app"),
+        ):
+            servers[name] = subprocess.Popen(
+                [*uv, "--port", str(ports[name]), "--app-dir", str(HERE), factory], env=env
+            )
             wait_up(f"http://127.0.0.1:{ports[name]}", servers[name])
-        print(f"body {len(body)} bytes; load: {'wrk' if wrk else 'python threads (wrk not found)'}, "
-              f"{args.connections} connections, {args.duration}s x {args.rounds} rounds per server, interleaved")
+        print(
+            f"body {len(body)} bytes; load: {'wrk' if wrk else 'python threads (wrk not found)'}, "
+            f"{args.connections} connections, {args.duration}s x {args.rounds} rounds per server, interleaved"
+        )
         script = Path(tmp) / "pages.lua"
         script.write_text(LUA % (PAGES - 1))
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in ports}
@@ -175,8 +207,11 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, port in ports.items():
                     base = f"http://127.0.0.1:{port}"
-                    results[name].append(run_wrk(base, str(script), args.duration, args.connections) if wrk
-                                         else run_python(base, args.duration, args.connections))
+                    results[name].append(
+                        run_wrk(base, str(script), args.duration, args.connections)
+                        if wrk
+                        else run_python(base, args.duration, args.connections)
+                    )
         finally:
             for proc in servers.values():
                 proc.terminate()
@@ -186,8 +221,10 @@ def main() -> None:
     for name, (rps, p50, p99) in med.items():
         print(f"{name:20s} {rps:10.0f} {p50:8.2f} {p99:8.2f}")
     cur, fa, st = med["eventctl /current"], med["bare FastAPI"], med["bare Starlette"]
-    print(f"/current vs bare FastAPI:   {cur[0] / fa[0]:.2f}x throughput (target >= 1.0), "
-          f"p99 {cur[2] / fa[2]:.2f}x (target <= 1.0)")
+    print(
+        f"/current vs bare FastAPI:   {cur[0] / fa[0]:.2f}x throughput (target >= 1.0), "
+        f"p99 {cur[2] / fa[2]:.2f}x (target <= 1.0)"
+    )
     print(f"/current vs bare Starlette: {cur[0] / st[0]:.2f}x throughput (target >= 0.5)")
 
 

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
-from sqlmodel import Field, Session, SQLModel, col, func, select
+from sqlmodel import Session, col, func, select
 
-from eventctl.db import TZDateTime
 from eventctl.errors import InvalidInput
-
-
-class Category(SQLModel, table=True):
-    __tablename__ = "categories"
-
-    uid: uuid.UUID = Field(primary_key=True)
-    name: str = Field(max_length=200, unique=True)
-    title: str = Field(default="", max_length=500)
-    description: str | None = Field(default=None)
-    created_at: datetime = Field(sa_type=TZDateTime)
-    updated_at: datetime = Field(sa_type=TZDateTime)
+from eventctl.models import Category
 
 
 def check_known_categories(session: Session, ids: Iterable[str]) -> None:
@@ -129,8 +117,16 @@ def import_categories(session: Session, *, items: list[dict[str, Any]], dry_run:
         if row is None:
             counts["created"] += 1
             if not dry_run:
-                session.add(Category(uid=item["uid"], name=item["name"], title=item["title"],
-                                     description=item["description"], created_at=now, updated_at=now))
+                session.add(
+                    Category(
+                        uid=item["uid"],
+                        name=item["name"],
+                        title=item["title"],
+                        description=item["description"],
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
             continue
         fields = {"name": item["name"], "title": item["title"], "description": item["description"]}
         if all(getattr(row, k) == v for k, v in fields.items()):

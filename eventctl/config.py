@@ -1,27 +1,34 @@
-"""Settings, resolved when the CLI or the app starts — never at import time.
+"""Settings, resolved and validated once when the CLI or the app starts — never at import.
 
 Precedence: command-line flags > process environment > an optional ``.env``
 file in the working directory (or the file named by ``EVENTCTL_ENV_FILE``) >
-defaults. This module reads nothing when imported.
+defaults. Every setting is parsed into its real type here (a zone, a duration,
+a port), and an error names where the bad value came from (``EVENTCTL_TZ`` or
+``--tz``). This module reads nothing when imported.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 from eventctl.errors import InvalidInput
 
 ENV_PREFIX = "EVENTCTL_"
+# the resolved settings handed from `eventctl serve` to its worker processes (see web.app.app_from_env)
+SERVE_SETTINGS_VAR = "_EVENTCTL_SERVE_SETTINGS"
 
 
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = None  # None → the embedded SQLite default
-    tz: str | None = None
+    tz: tzinfo = UTC
     actor: str | None = None
     cache_ttl: float = 30.0
     stale_grace: float = 300.0
@@ -29,11 +36,13 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     uploads_dir: str | None = None
     chunks_dir: str | None = None
-    retention: str = "7d"
+    retention: timedelta = timedelta(days=7)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
     data_dir: str | None = None
+    metrics_public: bool = False
+    platform_token: str | None = None
 
     @property
     def is_default_database(self) -> bool:
@@ -44,8 +53,22 @@ class Settings:
             return self.database_url
         return f"sqlite:///{default_database_path(self.data_dir)}"
 
-    def with_overrides(self, **overrides: Any) -> Settings:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+    def to_json(self) -> str:
+        """For `serve`'s worker processes: the already-validated values."""
+        data = asdict(self)
+        data["tz"] = str(self.tz)
+        data["retention"] = self.retention.total_seconds()
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        from eventctl.timeparse import get_zone
+
+        data = json.loads(text)
+        data["tz"] = get_zone(data["tz"])
+        data["retention"] = timedelta(seconds=data["retention"])
+        data["cors_origins"] = tuple(data["cors_origins"])
+        return cls(**data)
 
 
 def default_database_path(data_dir: str | None = None) -> Path:
@@ -64,66 +87,143 @@ def _read_dotenv(environ: Mapping[str, str]) -> dict[str, str]:
         return {}
     from dotenv import dotenv_values
 
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
     try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number of seconds, not {raw!r}.") from None
-    if value < minimum or value != value or value == float("inf"):
-        raise InvalidInput(f"{name} must be a finite number ≥ {minimum:g}, not {raw!r}.")
-    return value
+        return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"Cannot read the .env file {str(path)!r} ({type(exc).__name__}).") from None
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
+# ---------------------------------------------------------------- parsers: (raw text, source name) → value
+
+
+def _text(raw: str, source: str) -> str:
+    from eventctl.text import check_text
+
     try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a whole number, not {raw!r}.") from None
-    if not minimum <= value <= maximum:
-        raise InvalidInput(f"{name} must be between {minimum} and {maximum}, not {value}.")
-    return value
+        return check_text(raw, what=source)
+    except ValueError as exc:
+        raise InvalidInput(f"{exc}.") from None
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Resolve settings now. ``overrides`` are command-line values (None = not given)."""
+def _seconds(minimum: float) -> Callable[[str, str], float]:
+    def parse(raw: str, source: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidInput(f"{source} must be a number of seconds, not {raw[:40]!r}.") from None
+        if not math.isfinite(value) or value < minimum:
+            raise InvalidInput(f"{source} must be a finite number ≥ {minimum:g}, not {raw[:40]!r}.")
+        return value
+
+    return parse
+
+
+def _whole(minimum: int, maximum: int) -> Callable[[str, str], int]:
+    def parse(raw: str, source: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise InvalidInput(f"{source} must be a whole number, not {raw[:40]!r}.") from None
+        if not minimum <= value <= maximum:
+            raise InvalidInput(f"{source} must be between {minimum} and {maximum}, not {value}.")
+        return value
+
+    return parse
+
+
+def _zone(raw: str, source: str) -> tzinfo:
+    from eventctl.timeparse import get_zone
+
+    try:
+        return get_zone(raw)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{source}: {exc.message}") from None
+
+
+def _duration(raw: str, source: str) -> timedelta:
+    from eventctl.timeparse import parse_duration
+
+    return parse_duration(raw, what=source)
+
+
+def _flag(raw: str, source: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidInput(f"{source} must be 1/0, true/false, yes/no or on/off, not {raw[:40]!r}.")
+
+
+def _origins(raw: str, source: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in _text(raw, source).split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and "://" not in origin:
+            raise InvalidInput(f"{source} holds {origin[:60]!r}, which is not an origin such as https://example.org.")
+    return origins
+
+
+# field → (environment variable without the prefix, parser); flags reuse the parser with their own name
+_PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "database_url": ("DATABASE_URL", _text),
+    "tz": ("TZ", _zone),
+    "actor": ("ACTOR", _text),
+    "cache_ttl": ("CACHE_TTL", _seconds(0)),
+    "stale_grace": ("STALE_GRACE", _seconds(0)),
+    "poll_interval": ("POLL_INTERVAL", _seconds(0.05)),
+    "cors_origins": ("CORS_ORIGINS", _origins),
+    "uploads_dir": ("UPLOADS_DIR", _text),
+    "chunks_dir": ("CHUNKS_DIR", _text),
+    "retention": ("RETENTION", _duration),
+    "host": ("HOST", _text),
+    "port": ("PORT", _whole(0, 65535)),
+    "workers": ("WORKERS", _whole(1, 64)),
+    "data_dir": ("DATA_DIR", _text),
+    "metrics_public": ("METRICS_PUBLIC", _flag),
+    "platform_token": ("PLATFORM_TOKEN", _text),
+}
+assert set(_PARSERS) == {f.name for f in fields(Settings)}
+
+
+def environment_variables() -> list[str]:
+    """Every variable eventctl reads (the README documents each; tests check that)."""
+    return sorted({ENV_PREFIX + env for env, _ in _PARSERS.values()} | {"EVENTCTL_ENV_FILE"})
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+    """Resolve settings now. ``flags`` are command-line values, keyed by field, as (flag name, raw text)
+    pairs or already-typed values; None means "not given"."""
     real = dict(os.environ if environ is None else environ)
     env = {**_read_dotenv(real), **real}
-
-    def get(name: str) -> str | None:
-        value = env.get(ENV_PREFIX + name)
-        return value if value not in (None, "") else None
-
-    origins = tuple(o.strip().rstrip("/") for o in (get("CORS_ORIGINS") or "").split(",") if o.strip())
-    settings = Settings(
-        database_url=get("DATABASE_URL"),
-        tz=get("TZ"),
-        actor=get("ACTOR"),
-        cache_ttl=_number(env, "EVENTCTL_CACHE_TTL", 30.0),
-        stale_grace=_number(env, "EVENTCTL_STALE_GRACE", 300.0),
-        poll_interval=_number(env, "EVENTCTL_POLL_INTERVAL", 1.0, minimum=0.05),
-        cors_origins=origins,
-        uploads_dir=get("UPLOADS_DIR"),
-        chunks_dir=get("CHUNKS_DIR"),
-        retention=get("RETENTION") or "7d",
-        host=get("HOST") or "127.0.0.1",
-        port=_integer(env, "EVENTCTL_PORT", 8000, minimum=0, maximum=65535),
-        workers=_integer(env, "EVENTCTL_WORKERS", 1, minimum=1, maximum=64),
-        data_dir=get("DATA_DIR"),
-    )
-    return settings.with_overrides(**overrides)
+    values: dict[str, Any] = {}
+    for name, (var, parse) in _PARSERS.items():
+        raw = env.get(ENV_PREFIX + var)
+        if raw not in (None, ""):
+            values[name] = parse(raw, ENV_PREFIX + var)
+    settings = Settings(**values)
+    return override(settings, **flags)
 
 
-def default_actor(settings: Settings) -> str:
+def override(settings: Settings, **flags: Any) -> Settings:
+    """Settings with command-line values on top: ``name=(flag, raw text)`` is parsed, naming the flag."""
+    values: dict[str, Any] = {}
+    for name, given in flags.items():
+        if given is None:
+            continue
+        if isinstance(given, tuple):
+            flag, raw = given
+            if raw is None:
+                continue
+            values[name] = _PARSERS[name][1](raw, flag)
+        else:
+            values[name] = given
+    return replace(settings, **values) if values else settings
+
+
+def default_actor(settings: Settings, given: str | None = None) -> str:
     """--created-by, else EVENTCTL_ACTOR, else the OS user."""
+    if given is not None and given.strip():
+        return _text(given.strip(), "--created-by")
     if settings.actor:
         return settings.actor
     import getpass

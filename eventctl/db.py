@@ -1,8 +1,9 @@
-"""Engine and sessions, the aware-UTC column type, and the "schema at head?" check."""
+"""Engine and sessions, and the column types that hide SQLite/PostgreSQL differences (aware UTC, JSONB)."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,15 +15,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlmodel import Session
 
-from eventctl.errors import DatabaseUnavailable, InvalidInput, SchemaNotAtHead
+from eventctl.errors import InvalidInput
 
-VERSION_TABLE = "eventctl_alembic_version"
-# The newest migration. tests/test_migrations.py checks it equals Alembic's head,
-# so commands can check the schema with one query and without importing Alembic.
-SCHEMA_HEAD = "0003_categories"
 CONNECT_TIMEOUT = 5
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-_WRITE = "eventctl_write"
+WRITE_OPTION = "eventctl_write"  # execution option: BEGIN IMMEDIATE on SQLite
 
 
 class TZDateTime(sa.types.TypeDecorator[datetime]):
@@ -110,9 +107,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     backend = parsed.get_backend_name()
     connect_args: dict[str, Any] = {}
     if backend == "sqlite":
+        if parsed.get_driver_name() not in ("pysqlite", "sqlite"):
+            raise InvalidInput(f"Unsupported SQLite driver {parsed.get_driver_name()[:40]!r}; use sqlite:///PATH.")
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     elif backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", "psycopg_async"):
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -129,11 +126,48 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             pool_pre_ping=backend == "postgresql",
             **kwargs,
         )
-    except ModuleNotFoundError as exc:
-        raise InvalidInput(f"The database driver is not installed ({exc.name}).") from None
+    except (ModuleNotFoundError, sa.exc.NoSuchModuleError) as exc:
+        raise InvalidInput(f"The database driver is not installed ({str(exc)[:80]}).") from None
     if backend == "sqlite":
         _install_sqlite_hooks(engine)
     return engine
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None: not SQLite, or in memory)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - make_engine says what is wrong with it
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def prepare_sqlite_file(url: str, *, create: bool, private: bool) -> None:
+    """Make sure an SQLite file exists before use, or refuse without creating anything.
+
+    ``create``: make the directory and an empty file (``private``: directory 0700, file
+    0600, as for the embedded default). Otherwise a missing file is "no database here"
+    (exit 5) and nothing is created — a mistyped path leaves no trace.
+    """
+    from eventctl.errors import SchemaNotAtHead
+
+    path = sqlite_path(url)
+    if path is None or path.exists():
+        return
+    if not create:
+        raise SchemaNotAtHead(f"There is no database at {str(path)[:200]!r}; run 'eventctl db upgrade' to create it.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600 if private else 0o666)
+        os.close(fd)
+    except OSError as exc:
+        from eventctl.errors import DatabasePermissionDenied
+
+        raise DatabasePermissionDenied(
+            f"Cannot create the database file {str(path)[:200]!r}.", cause=exc.strerror
+        ) from None
 
 
 def _install_sqlite_hooks(engine: Engine) -> None:
@@ -149,7 +183,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        immediate = conn.get_execution_options().get(_WRITE)
+        immediate = conn.get_execution_options().get(WRITE_OPTION)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -163,42 +197,10 @@ def read_session(engine: Engine) -> Iterator[Session]:
 def write_session(engine: Engine) -> Iterator[Session]:
     """A transaction that holds the database write lock on SQLite from its first statement."""
     with Session(engine, expire_on_commit=False) as session:
-        session.connection(execution_options={_WRITE: True})
+        session.connection(execution_options={WRITE_OPTION: True})
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
-
-
-def current_revision(engine: Engine) -> str | None:
-    """The eventctl schema revision, or None when eventctl was never installed there."""
-    from eventctl.errors import convert_db_error
-
-    try:
-        with engine.connect() as conn:
-            try:
-                return conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
-            except sa.exc.ProgrammingError:  # PostgreSQL: no such table
-                return None
-            except sa.exc.OperationalError as exc:  # SQLite: no such table; anything else is an outage
-                if "no such table" in str(exc.orig):
-                    return None
-                raise
-    except sa.exc.SQLAlchemyError as exc:
-        raise (convert_db_error(exc) or DatabaseUnavailable("The database is unavailable.")) from None
-
-
-def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
-    """Stop (exit 5) unless the schema is at head; the embedded default upgrades itself."""
-    revision = current_revision(engine)
-    if revision == SCHEMA_HEAD:
-        return
-    if auto_upgrade:
-        from eventctl.migrate import upgrade
-
-        upgrade(engine, "head")
-        return
-    where = "not initialised" if revision is None else f"at revision {revision}, not {SCHEMA_HEAD}"
-    raise SchemaNotAtHead(f"The database schema is {where}; run 'eventctl db upgrade'.")

@@ -1,7 +1,8 @@
 """The operations on events, shared by the CLI and the web app (SPEC §2).
 
-Every function takes keyword-only arguments and a Session; writes run inside
-``db.write_session`` so the overlap guard holds under concurrent writers.
+Every function takes a Session and keyword-only arguments; writes run inside
+``db.write_session`` (SQLite: the write lock first) and take a per-page advisory
+lock on PostgreSQL, so the overlap guard holds under concurrent writers.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from eventctl.db import time_expr, time_param
-from eventctl.errors import Conflict, InvalidInput, NotFound
-from eventctl.models import STATUSES, Event, State, status_at
-from eventctl.routes import normalize_route
+from eventctl.errors import Conflict, InvalidInput, NotFound, OverlapConflict
+from eventctl.models import STATUS_CHOICES, ChangeCounter, Event, status_at
+from eventctl.routes import require_route
 from eventctl.timeparse import as_utc, utcnow
 
 if TYPE_CHECKING:
@@ -33,11 +34,11 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def _t(session: Session, column: Any) -> Any:
+def _stored_time(session: Session, column: Any) -> Any:
     return time_expr(column, _dialect(session))
 
 
-def _p(session: Session, value: datetime) -> Any:
+def _time_value(session: Session, value: datetime) -> Any:
     return time_param(value, _dialect(session))
 
 
@@ -66,7 +67,11 @@ def get_event(session: Session, *, ref: str) -> Event:
 
 
 def _status_clause(session: Session, status: str, at: datetime) -> Any:
-    start, end, now = _t(session, Event.start_date), _t(session, Event.end_date), _p(session, at)
+    start, end, now = (
+        _stored_time(session, Event.start_date),
+        _stored_time(session, Event.end_date),
+        _time_value(session, at),
+    )
     active = col(Event.is_active).is_(True)
     if status == "inactive":
         return col(Event.is_active).is_(False)
@@ -77,11 +82,15 @@ def _status_clause(session: Session, status: str, at: datetime) -> Any:
         return sa.and_(active, started, col(Event.end_date).is_not(None), end <= now)
     if status == "live":
         return _live_clause(session, at)
-    raise InvalidInput(f"Unknown status {status!r}; use one of {', '.join((*STATUSES, 'all'))}.")
+    raise InvalidInput(f"Unknown status {status!r}; use one of {', '.join(STATUS_CHOICES)}.")
 
 
 def _live_clause(session: Session, at: datetime) -> Any:
-    start, end, now = _t(session, Event.start_date), _t(session, Event.end_date), _p(session, at)
+    start, end, now = (
+        _stored_time(session, Event.start_date),
+        _stored_time(session, Event.end_date),
+        _time_value(session, at),
+    )
     return sa.and_(
         col(Event.is_active).is_(True),
         sa.or_(col(Event.start_date).is_(None), start <= now),
@@ -89,27 +98,47 @@ def _live_clause(session: Session, at: datetime) -> Any:
     )
 
 
-def list_events(session: Session, *, page: str | None = None, status: str = "all", at: datetime) -> list[Event]:
-    """Events, newest first, optionally for one page and one derived status."""
+def check_status(status: str) -> str:
+    """A status filter (live, scheduled, expired, inactive, all), or InvalidInput."""
+    value = status.strip().lower()
+    if value not in STATUS_CHOICES:
+        raise InvalidInput(f"Unknown status {status[:40]!r}; use one of {', '.join(STATUS_CHOICES)}.")
+    return value
+
+
+def list_query(
+    session: Session,
+    *,
+    page: str | None = None,
+    status: str = "all",
+    is_active: bool | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+    at: datetime,
+) -> Any:
+    """The query behind ``list``: newest first, optionally one page, one status, active or not."""
+    if offset < 0 or (limit is not None and limit < 1):
+        raise InvalidInput("The offset must be 0 or more and the limit 1 or more.")
     query = select(Event)
     if page is not None:
-        route = normalize_route(page)
-        if route is None:
-            raise InvalidInput("The page route is blank.")
-        query = query.where(Event.page_context == route)
+        query = query.where(Event.page_context == require_route(page))
+    status = check_status(status)
     if status != "all":
         query = query.where(_status_clause(session, status, at))
-    query = query.order_by(col(Event.created_at).desc(), col(Event.uid))
-    return list(session.exec(query).all())
+    if is_active is not None:
+        query = query.where(col(Event.is_active).is_(is_active))
+    query = query.order_by(col(Event.created_at).desc(), col(Event.uid).desc()).offset(offset)
+    return query.limit(limit) if limit is not None else query
 
 
-def resolve_current(session: Session, *, route: str | None, at: datetime) -> Event | None:
-    """What is live for this page at ``at``: None, the event, or Conflict."""
-    normalized = normalize_route(route)
-    if normalized is None:
-        return None
-    live = live_events(session, routes=[normalized], at=at)
-    return pick_current(live, normalized)
+def list_events(session: Session, *, at: datetime, **filters: Any) -> list[Event]:
+    """Events, newest first (``list_query``'s filters)."""
+    return list(session.exec(list_query(session, at=at, **filters)).all())
+
+
+def resolve_current(session: Session, *, route: str, at: datetime) -> Event | None:
+    """What is live for this (normalized) page at ``at``: None, the event, or Conflict."""
+    return pick_current(live_events(session, routes=[route], at=at), route)
 
 
 def live_events(session: Session, *, routes: list[str] | None, at: datetime) -> list[Event]:
@@ -120,12 +149,16 @@ def live_events(session: Session, *, routes: list[str] | None, at: datetime) -> 
 
 
 def pick_current(live: list[Event], route: str) -> Event | None:
-    if not live:
+    """SPEC §2 over the live events of one page: a campaign wins over the page default."""
+    campaigns = [e for e in live if not e.is_default]
+    candidates = campaigns or [e for e in live if e.is_default]
+    if not candidates:
         return None
-    if len(live) > 1:
-        uids = [str(e.uid) for e in live]
-        raise Conflict(f"{len(live)} events are live for {route}: {', '.join(uids)}.", uids)
-    return live[0]
+    if len(candidates) > 1:
+        uids = [str(e.uid) for e in candidates]
+        kind = "events" if campaigns else "default events"
+        raise Conflict(f"{len(candidates)} {kind} are live for {route}: {', '.join(uids)}.", uids)
+    return candidates[0]
 
 
 # ---------------------------------------------------------------- writing
@@ -133,14 +166,20 @@ def pick_current(live: list[Event], route: str) -> Event | None:
 
 def bump_version(session: Session) -> None:
     """Tell every web worker that events changed (same transaction as the write)."""
-    result = session.execute(sa.update(State).where(col(State.id) == 1).values(version=col(State.version) + 1))
+    counter = sa.update(ChangeCounter).where(col(ChangeCounter.id) == 1)
+    result = session.execute(counter.values(version=col(ChangeCounter.version) + 1))
     if result.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(State(id=1, version=1))
+        session.add(ChangeCounter(id=1, version=1))
 
 
-def _lock_page(session: Session, page: str) -> None:
-    """Serialize writers per page on PostgreSQL (SQLite already holds the write lock)."""
-    if _dialect(session) == "postgresql":
+def _lock_pages(session: Session, *pages: str) -> None:
+    """Serialize writers per page on PostgreSQL (SQLite already holds the write lock).
+
+    Pages are locked in sorted order, so two writers never wait on each other crosswise.
+    """
+    if _dialect(session) != "postgresql":
+        return
+    for page in sorted(set(pages)):
         session.execute(
             sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(:page))"), {"cls": _LOCK_CLASS, "page": page}
         )
@@ -152,30 +191,35 @@ def check_overlap(
     page: str,
     start: datetime | None,
     end: datetime | None,
+    is_default: bool,
     exclude: uuid.UUID | None,
     now: datetime,
 ) -> None:
-    """Refuse a window that overlaps another active event of the page from now on."""
+    """Refuse a window that overlaps another active event of the page from now on.
+
+    Campaigns are checked against campaigns, a page default only against other defaults.
+    """
     if end is not None and end <= now:
         return  # never live again: no overlap can matter
-    s2, e2 = _t(session, Event.start_date), _t(session, Event.end_date)
+    other_start, other_end = _stored_time(session, Event.start_date), _stored_time(session, Event.end_date)
     clauses: list[Any] = [
         Event.page_context == page,
         col(Event.is_active).is_(True),
-        sa.or_(col(Event.end_date).is_(None), e2 > _p(session, now)),
+        col(Event.is_default).is_(is_default),
+        sa.or_(col(Event.end_date).is_(None), other_end > _time_value(session, now)),
     ]
     if end is not None:
-        clauses.append(sa.or_(col(Event.start_date).is_(None), s2 < _p(session, end)))
+        clauses.append(sa.or_(col(Event.start_date).is_(None), other_start < _time_value(session, end)))
     if start is not None:
-        clauses.append(sa.or_(col(Event.end_date).is_(None), e2 > _p(session, start)))
+        clauses.append(sa.or_(col(Event.end_date).is_(None), other_end > _time_value(session, start)))
     if exclude is not None:
         clauses.append(Event.uid != exclude)
     others = session.exec(select(Event.uid).where(*clauses).order_by(col(Event.created_at))).all()
     if others:
         uids = [str(u) for u in others]
-        raise Conflict(
-            f"The window overlaps {len(uids)} active event(s) on {page}: {', '.join(uids)} "
-            "(pass --allow-overlap to allow it).",
+        kind = "default event(s)" if is_default else "event(s)"
+        raise OverlapConflict(
+            f"The window overlaps {len(uids)} active {kind} on {page}: {', '.join(uids)}.",
             uids,
         )
 
@@ -192,18 +236,20 @@ def create_event(
     now = now or utcnow()
     filters = data.filters.to_json()
     _validate_categories(session, filters)
-    _lock_page(session, data.page_context)
+    _lock_pages(session, data.page_context)
     if data.is_active and not allow_overlap:
         check_overlap(
-            session, page=data.page_context, start=data.start_date, end=data.end_date, exclude=None, now=now
+            session,
+            page=data.page_context,
+            start=data.start_date,
+            end=data.end_date,
+            is_default=data.is_default,
+            exclude=None,
+            now=now,
         )
     event = Event(
-        name=data.name,
-        description=data.description,
-        page_context=data.page_context,
+        **data.model_dump(exclude={"filters", "start_date", "end_date"}),
         filters=filters,
-        limit=data.limit,
-        is_active=data.is_active,
         start_date=as_utc(data.start_date),
         end_date=as_utc(data.end_date),
         created_by=actor,
@@ -216,13 +262,41 @@ def create_event(
     return event
 
 
+def _lock_event(session: Session, ref: str, pages: set[str]) -> Event:
+    """The event as committed, with every page it is on locked (before and after a concurrent move).
+
+    On PostgreSQL the row is read FOR UPDATE after its page locks are held; if another
+    writer moved it meanwhile, its new page is locked too and the row read again.
+    """
+    event = get_event(session, ref=ref)
+    if _dialect(session) != "postgresql":
+        return event
+    locked: set[str] = set()
+    while True:
+        wanted = pages | {event.page_context}
+        _lock_pages(session, *(wanted - locked))
+        locked |= wanted
+        fresh = session.exec(
+            select(Event).where(Event.uid == event.uid).with_for_update().execution_options(populate_existing=True)
+        ).first()
+        if fresh is None:
+            raise NotFound(f"No event has uid {event.uid}.")
+        if fresh.page_context in locked:
+            return fresh
+        event = fresh
+
+
 def update_event(
     session: Session, *, ref: str, changes: EventUpdate, allow_overlap: bool = False, now: datetime | None = None
 ) -> Event:
+    """Change the fields given (``changes.model_fields_set``); an empty change is refused."""
     now = now or utcnow()
-    event = get_event(session, ref=ref)
     given = changes.model_fields_set
+    if not given:
+        raise InvalidInput("Nothing to update: give at least one field.")
     values: dict[str, Any] = {k: getattr(changes, k) for k in given}
+    new_page = {values["page_context"]} if "page_context" in values else set()
+    event = _lock_event(session, ref, new_page)
     if "filters" in values:
         values["filters"] = values["filters"].to_json() if values["filters"] is not None else {}
         _validate_categories(session, values["filters"])
@@ -232,14 +306,16 @@ def update_event(
     start = values.get("start_date", as_utc(event.start_date))
     end = values.get("end_date", as_utc(event.end_date))
     if start is not None and end is not None and end <= start:
-        raise InvalidInput("The end must be after the start.")
+        raise InvalidInput("end_date must be after start_date.")
     page = values.get("page_context", event.page_context)
     active = values.get("is_active", event.is_active)
-    # Only a new window, page or re-activation can create an overlap; a rename cannot.
-    moves = bool({"start_date", "end_date", "page_context"} & values.keys()) or (active and not event.is_active)
-    _lock_page(session, page)
+    is_default = values.get("is_default", event.is_default)
+    # Only a new window, page, role or re-activation can create an overlap; a rename cannot.
+    moves = bool({"start_date", "end_date", "page_context", "is_default"} & values.keys()) or (
+        active and not event.is_active
+    )
     if active and moves and not allow_overlap:
-        check_overlap(session, page=page, start=start, end=end, exclude=event.uid, now=now)
+        check_overlap(session, page=page, start=start, end=end, is_default=is_default, exclude=event.uid, now=now)
     for key, value in values.items():
         setattr(event, key, value)
     event.updated_at = max(now, as_utc(event.updated_at) or now)
@@ -250,7 +326,7 @@ def update_event(
 
 
 def delete_event(session: Session, *, ref: str) -> Event:
-    event = get_event(session, ref=ref)
+    event = _lock_event(session, ref, set())
     session.delete(event)
     bump_version(session)
     session.flush()
@@ -266,9 +342,9 @@ def load_snapshot(session: Session, *, at: datetime) -> dict[str, list[Event]]:
     The web app resolves /current from this in memory (``resolve_in_memory``),
     re-applying each window against the clock, so expired rows can be left out.
     """
-    end = _t(session, Event.end_date)
+    end = _stored_time(session, Event.end_date)
     query = select(Event).where(
-        col(Event.is_active).is_(True), sa.or_(col(Event.end_date).is_(None), end > _p(session, at))
+        col(Event.is_active).is_(True), sa.or_(col(Event.end_date).is_(None), end > _time_value(session, at))
     )
     by_route: dict[str, list[Event]] = {}
     for event in session.exec(query.order_by(col(Event.created_at), col(Event.uid))).all():
@@ -285,10 +361,6 @@ def resolve_in_memory(events: list[Event], *, route: str, at: datetime) -> Event
 def next_boundary(events: list[Event], *, at: datetime) -> datetime | None:
     """The next start or end among these events strictly after ``at`` (None: no change ahead)."""
     ahead = [
-        t
-        for e in events
-        if e.is_active
-        for t in (as_utc(e.start_date), as_utc(e.end_date))
-        if t is not None and t > at
+        t for e in events if e.is_active for t in (as_utc(e.start_date), as_utc(e.end_date)) if t is not None and t > at
     ]
     return min(ahead) if ahead else None

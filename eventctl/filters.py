@@ -1,24 +1,30 @@
-"""RecordReviewFilters: the review filters an event hands to its page (SPEC §1).
+"""RecordReviewFilters: the platform's own review filters, verbatim (SPEC §1).
+
+The shape (key names, list-ness, enum values, the platform's spelling
+``extration``) is the corpus platform's request model for its record-review
+endpoint, so filters made here are ones the platform accepts and vice versa.
+eventctl is stricter in two ways only: unknown keys are refused (a typo must
+not silently widen a campaign) and JSON types are strict (``"lock": "yes"`` or
+``"media_type": "audio"`` are refused, not coerced).
 
 Serialization is explicit and JSON-safe (UUID → str, enum → value, date → ISO);
-keys that are unset are omitted; unknown keys are rejected so that a typo
-cannot silently widen a campaign.
+keys that are unset are omitted.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
 
 from eventctl.errors import InvalidInput
+from eventctl.text import check_text
 
-_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+MAX_FILTERS_BYTES = 64 * 1024  # a --filters file or body larger than this is not a filter set
 
 
 class MediaType(StrEnum):
@@ -26,74 +32,131 @@ class MediaType(StrEnum):
     audio = "audio"
     video = "video"
     image = "image"
+    document = "document"
 
 
 class ReleaseRights(StrEnum):
     creator = "creator"
-    family_or_friend = "family_or_friend"
+    others = "others"
     downloaded = "downloaded"
+    NA = "NA"
 
 
 class ExtractionType(StrEnum):
-    manual = "manual"
     ocr = "ocr"
     asr = "asr"
+    caption = "caption"
+    manual = "manual"
+
+
+# what a list item may be: a non-blank string without control characters, at most 100 chars
+_Language = Annotated[StrictStr, Field(min_length=1, max_length=100)]
 
 
 class RecordReviewFilters(BaseModel):
-    """Which records the review page fetches. All keys optional."""
+    """Which records the review page fetches (the platform's RecordReviewFilters). All keys optional."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    category_ids: list[UUID] | None = None
-    media_type: MediaType | None = None
-    release_rights: ReleaseRights | None = None
-    extraction_type: ExtractionType | None = None
-    published_date: date | None = None
-    language: str | None = None
+    language: list[_Language] | None = Field(None, description='Languages, e.g. ["Telugu"] (each trimmed)')
+    media_type: list[MediaType] | None = Field(None, description="Media types (any of them)")
+    category_ids: list[UUID] | None = Field(None, description="Category ids (any of them); de-duplicated, order kept")
+    source_label: StrictStr | None = Field(None, max_length=200, description="Source label")
+    release_rights: ReleaseRights | None = Field(None, description="Release rights")
+    published_date: date | None = Field(None, description="Published date, YYYY-MM-DD")
+    is_fully_proofread: StrictBool | None = Field(None, description="Fully proofread (true) or not (false)")
+    is_fully_validated: StrictBool | None = Field(None, description="Fully validated (true) or not (false)")
+    extraction_type: ExtractionType | None = Field(None, description="Extraction type")
+    model_name: StrictStr | None = Field(None, max_length=100, description="Model name")
+    version: Literal["initial", "latest"] | None = Field(None, description="'initial' (version 0) or 'latest'")
+    lock: StrictBool | None = Field(None, description="Lock returned records for the reviewer")
+    extration: StrictBool | None = Field(
+        None, description="Records needing extraction (the platform's own spelling of this key)"
+    )
 
-    @field_validator("category_ids")
+    @field_validator("language", mode="before")
     @classmethod
-    def _dedupe(cls, value: list[UUID] | None) -> list[UUID] | None:
-        if value is None:
-            return None
-        return list(dict.fromkeys(value))
+    def _languages(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [check_text(v.strip(), what="a language") if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("source_label", "model_name", mode="before")
+    @classmethod
+    def _plain_text(cls, value: Any) -> Any:
+        return check_text(value, what="the text") if isinstance(value, str) else value
+
+    @field_validator("media_type", mode="before")
+    @classmethod
+    def _media(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [_enum(MediaType, v) for v in value]
+        return value
+
+    @field_validator("release_rights", mode="before")
+    @classmethod
+    def _rights(cls, value: Any) -> Any:
+        return _enum(ReleaseRights, value)
+
+    @field_validator("extraction_type", mode="before")
+    @classmethod
+    def _extraction(cls, value: Any) -> Any:
+        return _enum(ExtractionType, value)
 
     @field_validator("published_date", mode="before")
     @classmethod
     def _iso_date_only(cls, value: Any) -> Any:
         if value is None or isinstance(value, date):
             return value
-        if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        if not isinstance(value, str) or len(value) != 10:
             raise ValueError("must be an ISO date YYYY-MM-DD")
-        return value
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an ISO date YYYY-MM-DD") from None
 
-    @field_validator("language")
+    @field_validator("category_ids", mode="before")
     @classmethod
-    def _language(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        code = value.strip().lower()
-        if not _LANGUAGE.fullmatch(code):
-            raise ValueError("must be an ISO 639 code of 2 or 3 letters, e.g. 'te' or 'en'")
-        return code
+    def _uuids(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                try:
+                    item = UUID(item)
+                except ValueError:
+                    raise ValueError(f"{item[:40]!r} is not a UUID") from None
+            out.append(item)
+        return list(dict.fromkeys(out))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-safe dict that is persisted and sent; unset keys are omitted."""
         return self.model_dump(mode="json", exclude_none=True)
 
 
+def _enum(kind: type[StrEnum], value: Any) -> Any:
+    """JSON strings → enum members (strict mode takes no str for an enum); other types fail as usual."""
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in kind)
+            raise ValueError(f"{value[:40]!r} is not one of {allowed}") from None
+    return value
+
+
 def describe_validation_error(exc: ValidationError, *, prefix: str = "filters") -> str:
-    """One sentence out of a pydantic ValidationError."""
+    """One sentence out of a pydantic ValidationError (input excerpts kept short)."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {loc!r}")
+            parts.append(f"unknown key {loc[:60]!r}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             parts.append(f"{loc}: {msg}" if loc else msg)
-    return f"Invalid {prefix}: " + "; ".join(parts) + "."
+    return f"Invalid {prefix}: " + "; ".join(parts[:5]) + ("; …" if len(parts) > 5 else "") + "."
 
 
 def parse_filters(data: Any) -> RecordReviewFilters:

@@ -36,7 +36,12 @@ def is_older(when: datetime, cutoff: datetime) -> bool:
 
 
 def cutoff_for(older_than: timedelta, now: datetime) -> datetime:
-    return now.astimezone(UTC) - older_than
+    try:
+        return now.astimezone(UTC) - older_than
+    except OverflowError:
+        from eventctl.errors import InvalidInput
+
+        raise InvalidInput("The --older-than age reaches before the year 1; give a shorter one.") from None
 
 
 @dataclass
@@ -136,9 +141,7 @@ def cleanup_events(engine: Any, *, cutoff: datetime, dry_run: bool) -> SourceRep
 # ------------------------------------------------------------------ uploads
 
 
-def cleanup_uploads(
-    root: Path, *, cutoff: datetime, dry_run: bool, progress: Progress | None = None
-) -> SourceReport:
+def cleanup_uploads(root: Path, *, cutoff: datetime, dry_run: bool, progress: Progress | None = None) -> SourceReport:
     """Regular files older than the cutoff, then directories left empty."""
     report = SourceReport()
     try:
@@ -260,8 +263,12 @@ def _remove_dir(dfd: int, name: str, path: str, *, dry_run: bool, report: Source
 
 
 def cleanup_chunks(
-    root: Path, *, cutoff: datetime, dry_run: bool, progress: Progress | None = None, total: Callable[[int], None]
-    | None = None,
+    root: Path,
+    *,
+    cutoff: datetime,
+    dry_run: bool,
+    progress: Progress | None = None,
+    total: Callable[[int], None] | None = None,
 ) -> SourceReport:
     """Remove a chunk upload (a direct subdirectory) only when it and all it holds are old."""
     report = SourceReport()

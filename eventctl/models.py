@@ -1,7 +1,9 @@
-"""Tables (SQLModel), derived status and the one JSON form of an event.
+"""Every table (SQLModel), the derived status and the one JSON form of an event.
 
-The request/response shapes (Create / Update / Public) are in ``eventctl.shapes``,
-kept apart so the read path (``eventctl current``) never builds them.
+All tables live here, so ``SQLModel.metadata`` is complete once this module is
+imported (``db check``, ``migrations/env.py``) and no operation module has to be
+imported for its tables. The request/response shapes (Create / Update / Public)
+are in ``eventctl.shapes``, kept apart so the read path never builds them.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from eventctl.timeparse import as_utc, isoformat
 
 NAME_MAX = 200
 DESCRIPTION_MAX = 2000
-LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 500, 20
+# the platform's record-review endpoint takes 1-100 records per request
+LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 100, 20
 Status = Literal["live", "scheduled", "expired", "inactive"]
 STATUSES: tuple[str, ...] = ("live", "scheduled", "expired", "inactive")
+STATUS_CHOICES: tuple[str, ...] = (*STATUSES, "all")
 
 
 class Event(SQLModel, table=True):
@@ -34,6 +38,7 @@ class Event(SQLModel, table=True):
     filters: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(json_type(), nullable=False))
     limit: int = Field(default=LIMIT_DEFAULT)
     is_active: bool = Field(default=True)
+    is_default: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     start_date: datetime | None = Field(default=None, sa_type=TZDateTime)
     end_date: datetime | None = Field(default=None, sa_type=TZDateTime)
     created_by: str = Field(max_length=200)
@@ -41,7 +46,7 @@ class Event(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=TZDateTime)
 
 
-class State(SQLModel, table=True):
+class ChangeCounter(SQLModel, table=True):
     """One row: a counter bumped in the same transaction as every event write.
 
     Web workers poll it (at most once a second) to drop their /current cache.
@@ -51,6 +56,32 @@ class State(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     version: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class Category(SQLModel, table=True):
+    """A category of the platform, by the platform's own id (SPEC §6)."""
+
+    __tablename__ = "categories"
+
+    uid: uuid.UUID = Field(primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    title: str = Field(default="", max_length=500)
+    description: str | None = Field(default=None)
+    created_at: datetime = Field(sa_type=TZDateTime)
+    updated_at: datetime = Field(sa_type=TZDateTime)
+
+
+class ApiToken(SQLModel, table=True):
+    """An admin API token: only its prefix and SHA-256 hash are stored."""
+
+    __tablename__ = "api_tokens"
+
+    name: str = Field(primary_key=True, max_length=100)
+    prefix: str = Field(max_length=32)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(sa_type=TZDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=TZDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=TZDateTime)
 
 
 def status_at(event: Event, at: datetime) -> Status:
@@ -74,6 +105,7 @@ def event_to_json(event: Event, at: datetime) -> dict[str, Any]:
         "filters": dict(event.filters or {}),
         "limit": event.limit,
         "is_active": event.is_active,
+        "is_default": bool(event.is_default),
         "start_date": isoformat(event.start_date),
         "end_date": isoformat(event.end_date),
         "created_by": event.created_by,
@@ -81,15 +113,3 @@ def event_to_json(event: Event, at: datetime) -> dict[str, Any]:
         "updated_at": isoformat(event.updated_at),
         "status": status_at(event, at),
     }
-
-
-
-def load_all_tables() -> type[SQLModel]:
-    """Import every module that defines a table, so SQLModel.metadata is complete.
-
-    Kept out of the import of this module so the read path only builds the tables it uses.
-    """
-    import eventctl.categories  # noqa: F401
-    import eventctl.tokens  # noqa: F401
-
-    return SQLModel

@@ -1,22 +1,26 @@
-"""The public shapes of an event, split by role: Create / Update / Public.
+"""The public shapes of an event, split by role from one set of field rules.
 
-Used by the CLI's writers and the web app; the read path never imports them.
+``EventCreate`` (POST, ``create``), ``EventUpdate`` (PUT, ``update``: every field
+optional) and ``EventPublic`` (what leaves eventctl) share the field types below,
+so a rule (a length, a range, the page-key form, no control characters) is
+written once. Used by the writers and the web app; the read path never imports them.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     StrictBool,
     StrictInt,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic import Field as PField
@@ -25,53 +29,69 @@ from eventctl.errors import InvalidInput
 from eventctl.filters import RecordReviewFilters, describe_validation_error
 from eventctl.models import DESCRIPTION_MAX, LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN, NAME_MAX, Status
 from eventctl.routes import MAX_ROUTE_LENGTH, require_route
+from eventctl.text import check_text
 
 
-class _EventFields(BaseModel):
+def _name(value: Any) -> Any:
+    if isinstance(value, str):
+        value = check_text(value.strip(), what="the name")
+        if not value:
+            raise ValueError("must not be blank")
+    return value
+
+
+def _description(value: Any) -> Any:
+    if isinstance(value, str):
+        return check_text(value.strip(), what="the description", layout=True) or None
+    return value
+
+
+def _page(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return require_route(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message.rstrip(".")) from None
+    return value
+
+
+def _iso_only(value: Any) -> Any:
+    # lax pydantic reads numbers as epoch seconds: a typo must not schedule a campaign in 1970
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 date-time with an offset")
+    return value
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+Name = Annotated[str, BeforeValidator(_name), PField(min_length=1, max_length=NAME_MAX)]
+Description = Annotated[str | None, BeforeValidator(_description), PField(max_length=DESCRIPTION_MAX)]
+PageKey = Annotated[
+    str, BeforeValidator(_page), PField(max_length=MAX_ROUTE_LENGTH, examples=["/review/audio", "doc_digitization"])
+]
+Limit = Annotated[StrictInt, PField(ge=LIMIT_MIN, le=LIMIT_MAX, description="Records per review request (1-100)")]
+When = Annotated[AwareDatetime | None, BeforeValidator(_iso_only), AfterValidator(_in_utc)]
+
+
+class EventCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    @field_validator("name", mode="before", check_fields=False)
-    @classmethod
-    def _name(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                raise ValueError("must not be blank")
-        return value
-
-    @field_validator("page_context", mode="before", check_fields=False)
-    @classmethod
-    def _route(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return require_route(value)
-            except InvalidInput as exc:
-                raise ValueError(exc.message.rstrip(".")) from None
-        return value
-
-    @field_validator("description", mode="before", check_fields=False)
-    @classmethod
-    def _description(cls, value: Any) -> Any:
-        return (value.strip() or None) if isinstance(value, str) else value
-
-    @field_validator("start_date", "end_date", mode="before", check_fields=False)
-    @classmethod
-    def _iso_only(cls, value: Any) -> Any:
-        # lax pydantic reads numbers as epoch seconds: a typo must not schedule a campaign in 1970
-        if value is not None and not isinstance(value, str | datetime):
-            raise ValueError("must be an ISO 8601 date-time with an offset")
-        return value
-
-
-class EventCreate(_EventFields):
-    name: str = PField(min_length=1, max_length=NAME_MAX)
-    page_context: str = PField(max_length=MAX_ROUTE_LENGTH, examples=["/review/audio"])
-    description: str | None = PField(default=None, max_length=DESCRIPTION_MAX)
+    name: Name
+    page_context: PageKey
+    description: Description = None
     filters: RecordReviewFilters = PField(default_factory=RecordReviewFilters)
-    limit: StrictInt = PField(default=LIMIT_DEFAULT, ge=LIMIT_MIN, le=LIMIT_MAX)
+    limit: Limit = LIMIT_DEFAULT
     is_active: StrictBool = True
-    start_date: AwareDatetime | None = None
-    end_date: AwareDatetime | None = None
+    is_default: StrictBool = False
+    start_date: When = None
+    end_date: When = None
 
     @model_validator(mode="after")
     def _window(self) -> EventCreate:
@@ -80,21 +100,24 @@ class EventCreate(_EventFields):
         return self
 
 
-class EventUpdate(_EventFields):
+class EventUpdate(BaseModel):
     """Fields given are changed; an explicit null clears description/start/end/filters."""
 
-    name: str | None = PField(default=None, min_length=1, max_length=NAME_MAX)
-    page_context: str | None = PField(default=None, max_length=MAX_ROUTE_LENGTH)
-    description: str | None = PField(default=None, max_length=DESCRIPTION_MAX)
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    page_context: PageKey | None = None
+    description: Description = None
     filters: RecordReviewFilters | None = None
-    limit: StrictInt | None = PField(default=None, ge=LIMIT_MIN, le=LIMIT_MAX)
+    limit: Limit | None = None
     is_active: StrictBool | None = None
-    start_date: AwareDatetime | None = None
-    end_date: AwareDatetime | None = None
+    is_default: StrictBool | None = None
+    start_date: When = None
+    end_date: When = None
 
     @model_validator(mode="after")
     def _not_null(self) -> EventUpdate:
-        for key in ("name", "page_context", "limit", "is_active"):
+        for key in ("name", "page_context", "limit", "is_active", "is_default"):
             if key in self.model_fields_set and getattr(self, key) is None:
                 raise ValueError(f"{key} cannot be null")
         return self
@@ -112,6 +135,7 @@ class EventPublic(BaseModel):
     filters: RecordReviewFilters
     limit: int
     is_active: bool
+    is_default: bool
     start_date: datetime | None
     end_date: datetime | None
     created_by: str

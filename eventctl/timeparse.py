@@ -39,7 +39,10 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     match = _DURATION.match(text.strip().lower())
     if not match:
         raise InvalidInput(f"Invalid {what} {text!r}; use a number and a unit, e.g. 30m, 12h, 7d or 2w.")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise InvalidInput(f"The {what} {text.strip()[:40]!r} is out of range.") from None
 
 
 def parse_time(text: str, *, zone: tzinfo = UTC, now: datetime | None = None, what: str = "time") -> datetime:
@@ -56,7 +59,10 @@ def parse_time(text: str, *, zone: tzinfo = UTC, now: datetime | None = None, wh
     if rel:
         sign = 1 if rel.group(1) == "+" else -1
         delta = relativedelta(**{_UNITS[rel.group(3)]: sign * int(rel.group(2))})
-        return (now + delta).astimezone(UTC)
+        try:
+            return (now + delta).astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise InvalidInput(f"The {what} {raw[:40]!r} is out of range.") from None
     try:
         value = dparser.isoparse(raw)
     except (ValueError, OverflowError):
@@ -66,16 +72,19 @@ def parse_time(text: str, *, zone: tzinfo = UTC, now: datetime | None = None, wh
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
+        try:
+            dtz.datetime_exists(value)
+            dtz.datetime_ambiguous(value)
+        except (OverflowError, ValueError):
+            raise InvalidInput(f"The {what} {raw[:40]!r} is out of range in {zone}.") from None
         if not dtz.datetime_exists(value):
-            raise InvalidInput(
-                f"The {what} {raw!r} does not exist in {zone} (a DST gap); give an explicit UTC offset."
-            )
+            raise InvalidInput(f"The {what} {raw!r} does not exist in {zone} (a DST gap); give an explicit UTC offset.")
         if dtz.datetime_ambiguous(value):
             raise InvalidInput(f"The {what} {raw!r} is ambiguous in {zone} (a DST fold); give an explicit UTC offset.")
     try:
         return value.astimezone(UTC)
     except (OverflowError, ValueError):
-        raise InvalidInput(f"The {what} {raw!r} is out of range.") from None
+        raise InvalidInput(f"The {what} {raw[:40]!r} is out of range.") from None
 
 
 def as_utc(value: datetime | None) -> datetime | None:

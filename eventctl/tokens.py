@@ -9,23 +9,11 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
-from eventctl.db import TZDateTime
 from eventctl.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from eventctl.models import ApiToken
 from eventctl.timeparse import isoformat
-
-
-class ApiToken(SQLModel, table=True):
-    __tablename__ = "api_tokens"
-
-    name: str = Field(primary_key=True, max_length=100)
-    prefix: str = Field(max_length=32)
-    token_hash: str = Field(max_length=64, unique=True)
-    created_at: datetime = Field(sa_type=TZDateTime)
-    last_used_at: datetime | None = Field(default=None, sa_type=TZDateTime)
-    revoked_at: datetime | None = Field(default=None, sa_type=TZDateTime)
-
 
 TOKEN_PREFIX = "evt_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -11,12 +11,14 @@ import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
 
-from eventctl.db import VERSION_TABLE, make_engine
-from eventctl.models import load_all_tables
+import eventctl.models  # noqa: F401 - every table is declared there
+from eventctl.db import make_engine
+from eventctl.migrate import VERSION_TABLE
 
 config = context.config
-target_metadata = load_all_tables().metadata
+target_metadata = SQLModel.metadata
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:

@@ -174,11 +174,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for outcome in ("passed", "failed", "skipped", "error"):
         for report in terminalreporter.stats.get(outcome, []):
             if getattr(report, "when", "call") not in ("call", "setup") or (
-                    outcome == "passed" and report.when != "call"):
+                outcome == "passed" and report.when != "call"
+            ):
                 continue
             keywords = getattr(report, "keywords", {})
-            kind = "PostgreSQL" if "postgres" in keywords or "postgresql" in report.nodeid else (
-                "browser" if "browser" in keywords else None)
+            kind = (
+                "PostgreSQL"
+                if "postgres" in keywords or "postgresql" in report.nodeid
+                else ("browser" if "browser" in keywords else None)
+            )
             if kind:
                 counts[kind][outcome] = counts[kind].get(outcome, 0) + 1
     for kind, c in counts.items():

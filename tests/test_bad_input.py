@@ -84,8 +84,15 @@ def test_update_bad_input_changes_nothing(cli, db_url):
         ["show", "xyz"],
         ["show", "1234"],
     ],
-    ids=["current bad route", "current bad at", "current dst gap", "list bad status", "list bad page",
-         "show bad uid", "show short prefix"],
+    ids=[
+        "current bad route",
+        "current bad at",
+        "current dst gap",
+        "list bad status",
+        "list bad page",
+        "show bad uid",
+        "show short prefix",
+    ],
 )
 def test_read_commands_bad_input(cli, args):
     _assert_refused(cli(*args))

@@ -113,8 +113,14 @@ def test_exact_set_removed_and_dry_run_lists_it_first(tree):
     after = _snapshot(up.parent)
     removed = before - after
     assert removed == {
-        "uploads/old.txt", "uploads/mixed/old3.bin", "uploads/nested", "uploads/nested/deep",
-        "uploads/nested/deep/old2.bin", "chunks/all_old", "chunks/all_old/chunk0", "chunks/all_old/chunk1",
+        "uploads/old.txt",
+        "uploads/mixed/old3.bin",
+        "uploads/nested",
+        "uploads/nested/deep",
+        "uploads/nested/deep/old2.bin",
+        "chunks/all_old",
+        "chunks/all_old/chunk0",
+        "chunks/all_old/chunk1",
         "chunks/all_old/chunk2",
     }
     assert (out / "victim_old.txt").exists() and (out / "dir" / "deep_old.txt").exists()
@@ -196,8 +202,13 @@ def test_configured_symlinked_root_is_refused(tmp_path):
 
 def test_env_configures_directories_and_retention(tree):
     up, ch, _ = tree
-    r = make_cli(None)("cleanup", "--skip-events", "--dry-run", "--json",
-                       env={"EVENTCTL_UPLOADS_DIR": str(up), "EVENTCTL_RETENTION": "20d"})
+    r = make_cli(None)(
+        "cleanup",
+        "--skip-events",
+        "--dry-run",
+        "--json",
+        env={"EVENTCTL_UPLOADS_DIR": str(up), "EVENTCTL_RETENTION": "20d"},
+    )
     assert r.exit_code == 0, r.stderr
     doc = r.json()
     assert doc["sources"]["uploads"]["items"] == []  # nothing is 20 days old

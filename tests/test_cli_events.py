@@ -150,8 +150,9 @@ def test_filters_round_trip_from_the_database(cli, db_url):
 def test_flag_filters_merge_over_filters_json(cli, tmp_path):
     path = tmp_path / "f.json"
     path.write_text(json.dumps({"media_type": "text", "language": "en"}))
-    ev = create(cli, "--name", "M", "--page", "/m", "--filters", f"@{path}", "--media-type", "video",
-                "--category", CAT_A)
+    ev = create(
+        cli, "--name", "M", "--page", "/m", "--filters", f"@{path}", "--media-type", "video", "--category", CAT_A
+    )
     assert ev["filters"] == {"media_type": "video", "language": "en", "category_ids": [CAT_A]}
     r = cli("create", "--name", "S", "--page", "/s", "--filters", "-", input="")
     assert r.exit_code == 2 and "not valid JSON" in r.stderr
@@ -177,8 +178,9 @@ def test_uid_prefix_lookup(cli):
 
 
 def test_partial_update_refreshes_updated_at(cli):
-    ev = create(cli, "--name", "U", "--page", "/u", "--media-type", "audio", "--language", "te",
-                "--description", "first")
+    ev = create(
+        cli, "--name", "U", "--page", "/u", "--media-type", "audio", "--language", "te", "--description", "first"
+    )
     r = cli("update", ev["uid"][:8], "--name", "U2", "--media-type", "video", "--json")
     assert r.exit_code == 0, r.stderr
     up = r.json()
@@ -222,8 +224,9 @@ def test_created_by_precedence(cli):
     assert create(cli, "--name", "A", "--page", "/a1")["created_by"]
     r = cli("create", "--json", "--name", "B", "--page", "/a2", env={"EVENTCTL_ACTOR": "ops-bot"})
     assert r.json()["created_by"] == "ops-bot"
-    r = cli("create", "--json", "--name", "C", "--page", "/a3", "--created-by", "alice",
-            env={"EVENTCTL_ACTOR": "ops-bot"})
+    r = cli(
+        "create", "--json", "--name", "C", "--page", "/a3", "--created-by", "alice", env={"EVENTCTL_ACTOR": "ops-bot"}
+    )
     assert r.json()["created_by"] == "alice"
 
 

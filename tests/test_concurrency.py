@@ -28,8 +28,9 @@ def test_concurrent_cli_processes_only_one_wins(db_url, tmp_path):
         "main()\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(WRITERS)
     ]
     time.sleep(1.5)  # let every interpreter import eventctl and wait at the line
@@ -93,7 +94,8 @@ def test_allow_overlap_writers_all_succeed(db_url, allow):
     engine = make_engine(db_url)
     for i in range(3):
         with write_session(engine) as session:
-            core.create_event(session, data=EventCreate(name=f"a{i}", page_context="/p"), actor="t",
-                              allow_overlap=allow)
+            core.create_event(
+                session, data=EventCreate(name=f"a{i}", page_context="/p"), actor="t", allow_overlap=allow
+            )
     engine.dispose()
     assert count_rows(db_url) == 3

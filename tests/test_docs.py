@@ -61,13 +61,14 @@ def test_worked_example_runs_as_written(tmp_path):
     import subprocess
     import sys
 
-    block = README[README.index("## A worked example"):README.index("## Command reference")]
+    block = README[README.index("## A worked example") : README.index("## Command reference")]
     script = re.search(r"```sh\n(.*?)```", block, re.S).group(1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
     env.update(PATH=f"{os.path.dirname(sys.executable)}:{env.get('PATH', '')}", XDG_DATA_HOME=str(tmp_path / "d"))
     setup = "eventctl create --name 'Audio week' --page /review/audio --media-type audio >/dev/null\n"
-    r = subprocess.run(["bash", "-c", setup + script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        ["bash", "-c", setup + script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     assert '"name": "Telugu audio week"' in r.stdout  # current --at inside the campaign
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]

@@ -37,7 +37,7 @@ def _schema(engine: sa.Engine) -> dict:
 
 def test_single_head_and_append_only_history():
     from eventctl import migrate
-    from eventctl.db import SCHEMA_HEAD
+    from eventctl.migrate import SCHEMA_HEAD
 
     history = [r["revision"] for r in reversed(migrate.history())]
     assert history[: len(RELEASED)] == RELEASED, "a released revision disappeared or moved"
@@ -48,7 +48,8 @@ def test_single_head_and_append_only_history():
 
 def test_upgrade_models_match_ddl_and_check_detects_drift(fresh_url):
     from eventctl import migrate
-    from eventctl.db import SCHEMA_HEAD, current_revision, make_engine
+    from eventctl.db import make_engine
+    from eventctl.migrate import SCHEMA_HEAD, current_revision
 
     engine = make_engine(fresh_url)
     assert current_revision(engine) is None
@@ -70,7 +71,8 @@ def test_upgrade_models_match_ddl_and_check_detects_drift(fresh_url):
 
 def test_up_down_consistency(fresh_url):
     from eventctl import migrate
-    from eventctl.db import current_revision, make_engine
+    from eventctl.db import make_engine
+    from eventctl.migrate import current_revision
 
     engine = make_engine(fresh_url)
     snapshots = {}

@@ -28,8 +28,18 @@ def test_sql_and_memory_resolution_agree(engine, windows, at):
             end = BASE + timedelta(seconds=e) if e is not None else None
             if start is not None and end is not None and end <= start:
                 end = start + timedelta(seconds=1)
-            session.add(Event(name=f"e{i}", page_context="/p", is_active=active, start_date=start, end_date=end,
-                              created_by="t", created_at=BASE, updated_at=BASE))
+            session.add(
+                Event(
+                    name=f"e{i}",
+                    page_context="/p",
+                    is_active=active,
+                    start_date=start,
+                    end_date=end,
+                    created_by="t",
+                    created_at=BASE,
+                    updated_at=BASE,
+                )
+            )
     when = BASE + timedelta(seconds=at)
 
     def answer(fn):

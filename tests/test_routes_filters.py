@@ -17,11 +17,18 @@ from eventctl.routes import normalize_route
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (None, None), ("", None), ("   ", None),
-        ("/", "/"), ("//", "/"), ("/?q=1", "/"),
-        ("/review/audio", "/review/audio"), ("  /review/audio/  ", "/review/audio"),
-        ("/review//audio///", "/review/audio"), ("/review/audio?x=1#frag", "/review/audio"),
-        ("/review/audio#frag?x", "/review/audio"), ("/Review/Audio", "/Review/Audio"),
+        (None, None),
+        ("", None),
+        ("   ", None),
+        ("/", "/"),
+        ("//", "/"),
+        ("/?q=1", "/"),
+        ("/review/audio", "/review/audio"),
+        ("  /review/audio/  ", "/review/audio"),
+        ("/review//audio///", "/review/audio"),
+        ("/review/audio?x=1#frag", "/review/audio"),
+        ("/review/audio#frag?x", "/review/audio"),
+        ("/Review/Audio", "/Review/Audio"),
     ],
 )
 def test_normalize(raw, expected):
@@ -45,8 +52,13 @@ def test_normalization_is_idempotent(raw):
         assert once.startswith("/") and "//" not in once and (once == "/" or not once.endswith("/"))
 
 
-@given(st.one_of(st.text(max_size=80), st.from_regex(r"/[ -~]{0,40}", fullmatch=True),
-                 st.text(alphabet="/ab?#\n\t .", max_size=20)))
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.from_regex(r"/[ -~]{0,40}", fullmatch=True),
+        st.text(alphabet="/ab?#\n\t .", max_size=20),
+    )
+)
 @example("/a?x\ny")
 @example("/a b")
 @example(" /a/ ")
@@ -97,8 +109,16 @@ def test_unset_keys_omitted_and_types():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"mediatype": "audio"}, {"media_type": "AUDIO"}, {"category_ids": ["x"]}, {"published_date": "01/02/2026"},
-     {"language": "e"}, {"language": 5}, [1], "audio"],
+    [
+        {"mediatype": "audio"},
+        {"media_type": "AUDIO"},
+        {"category_ids": ["x"]},
+        {"published_date": "01/02/2026"},
+        {"language": "e"},
+        {"language": 5},
+        [1],
+        "audio",
+    ],
 )
 def test_filters_rejected(bad):
     with pytest.raises(InvalidInput):
@@ -113,5 +133,11 @@ def test_schema_command_prints_json_schema():
     schema = json.loads(r.stdout)
     assert schema == filters_json_schema()
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"category_ids", "media_type", "release_rights", "extraction_type",
-                                         "published_date", "language"}
+    assert set(schema["properties"]) == {
+        "category_ids",
+        "media_type",
+        "release_rights",
+        "extraction_type",
+        "published_date",
+        "language",
+    }

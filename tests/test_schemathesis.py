@@ -54,7 +54,8 @@ def test_api_conforms(case, web_app):
         response = case.call_and_validate(headers=headers, excluded_checks=EXCLUDED)
         assert response.status_code < 500
         admin_route = case.path.startswith("/api/v1/events/") and case.path != "/api/v1/events/current"
-        documented = case.method.upper() in case.operation.schema.raw_schema.get("paths", {}).get(case.path, {}) or \
-            case.method.lower() in case.operation.schema.raw_schema.get("paths", {}).get(case.path, {})
+        documented = case.method.upper() in case.operation.schema.raw_schema.get("paths", {}).get(
+            case.path, {}
+        ) or case.method.lower() in case.operation.schema.raw_schema.get("paths", {}).get(case.path, {})
         if admin_route and documented and not headers:
             assert response.status_code == 401, (case.method, case.path, response.status_code)

@@ -52,8 +52,15 @@ def test_column_type_refuses_naive_on_write(engine):
 
     with pytest.raises(sa.exc.StatementError, match="naive"):
         with write_session(engine) as session:
-            session.add(Event(name="n", page_context="/n", created_by="t", created_at=datetime(2030, 1, 1),
-                              updated_at=datetime(2030, 1, 1)))
+            session.add(
+                Event(
+                    name="n",
+                    page_context="/n",
+                    created_by="t",
+                    created_at=datetime(2030, 1, 1),
+                    updated_at=datetime(2030, 1, 1),
+                )
+            )
             session.flush()
 
 

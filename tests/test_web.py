@@ -103,10 +103,16 @@ def test_etag_and_if_none_match(client, token):
 def test_max_age_never_past_the_next_boundary(db_url, token):
     with TestClient(make_app(db_url, cache_ttl=30)) as client:
         now = datetime.now(UTC)
-        post(client, token, {"name": "ending", "page_context": "/end", "end_date": (now + timedelta(seconds=20))
-             .isoformat()})
-        post(client, token, {"name": "starting", "page_context": "/start",
-                             "start_date": (now + timedelta(seconds=10)).isoformat()})
+        post(
+            client,
+            token,
+            {"name": "ending", "page_context": "/end", "end_date": (now + timedelta(seconds=20)).isoformat()},
+        )
+        post(
+            client,
+            token,
+            {"name": "starting", "page_context": "/start", "start_date": (now + timedelta(seconds=10)).isoformat()},
+        )
         r = cur(client, "/end")
         assert r.json()["name"] == "ending"
         assert 0 <= max_age(r) <= 20
@@ -184,8 +190,17 @@ def test_current_does_not_query_the_database_per_request(db_url, token):
 
 
 def test_admin_crud(client, token, db_url):
-    r = post(client, token, {"name": "A", "page_context": "/a", "limit": 25,
-                             "start_date": "2030-01-01T09:00:00+05:30", "filters": {"language": "te"}})
+    r = post(
+        client,
+        token,
+        {
+            "name": "A",
+            "page_context": "/a",
+            "limit": 25,
+            "start_date": "2030-01-01T09:00:00+05:30",
+            "filters": {"language": "te"},
+        },
+    )
     assert r.status_code == 201, r.text
     ev = r.json()
     assert ev["created_by"] == "frontend-admin"
@@ -240,8 +255,11 @@ def test_admin_overlap_and_validation(client, token, db_url):
         assert isinstance(r.json()["detail"], list)
     r = client.post(API, content=b"{not json", headers={**auth(token), "content-type": "application/json"})
     assert r.status_code == 422
-    r = client.put(f"{API}{b['uid']}", json={"end_date": "2000-01-01T00:00:00Z", "start_date": "2001-01-01T00:00:00Z"},
-                   headers=auth(token))
+    r = client.put(
+        f"{API}{b['uid']}",
+        json={"end_date": "2000-01-01T00:00:00Z", "start_date": "2001-01-01T00:00:00Z"},
+        headers=auth(token),
+    )
     assert r.status_code == 422
     r = client.put(f"{API}{b['uid']}", json={"name": None}, headers=auth(token))
     assert r.status_code == 422
@@ -285,8 +303,13 @@ def test_admin_routes_need_a_valid_token(client, token, engine, db_url):
         {"Authorization": ("Bearer " + token + "\u00ff").encode("latin-1")},
         {"Authorization": f"Bearer {token}", "Origin": ALLOWED} if False else {"Origin": ALLOWED},
     ]
-    routes = [("get", API), ("post", API), ("get", f"{API}{uuid.uuid4()}"), ("put", f"{API}{uuid.uuid4()}"),
-              ("delete", f"{API}{uuid.uuid4()}")]
+    routes = [
+        ("get", API),
+        ("post", API),
+        ("get", f"{API}{uuid.uuid4()}"),
+        ("put", f"{API}{uuid.uuid4()}"),
+        ("delete", f"{API}{uuid.uuid4()}"),
+    ]
     for headers in bad:
         for method, url in routes:
             kwargs = {"json": {"name": "x", "page_context": "/x"}} if method in ("post", "put") else {}
@@ -354,8 +377,14 @@ def test_cors_is_deny_by_default(db_url):
     from eventctl.web.app import create_app
 
     with TestClient(create_app(Settings(database_url=db_url))) as client:
-        r = client.options(CURRENT, headers={"Origin": ALLOWED, "Access-Control-Request-Method": "GET",
-                                             "Access-Control-Request-Headers": "x-page-route"})
+        r = client.options(
+            CURRENT,
+            headers={
+                "Origin": ALLOWED,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "x-page-route",
+            },
+        )
         assert "access-control-allow-origin" not in r.headers
 
 
@@ -525,7 +554,7 @@ def test_serve_wiring(monkeypatch, db_url):
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append((a, k)))
     r = make_cli(db_url)("serve", "--port", "9123", "--workers", "2")
     assert r.exit_code == 0, r.stderr
-    (args, kwargs), = calls
+    ((args, kwargs),) = calls
     assert args == ("eventctl.web.app:app_from_env",)
     assert kwargs["factory"] is True and kwargs["port"] == 9123 and kwargs["workers"] == 2
     assert kwargs["host"] == "127.0.0.1"
@@ -561,9 +590,15 @@ def test_serve_reads_env_and_refuses_bad_settings(monkeypatch, db_url):
     r = make_cli(db_url)("serve", env={"EVENTCTL_PORT": "9444", "EVENTCTL_HOST": "0.0.0.0", "EVENTCTL_WORKERS": "3"})
     assert r.exit_code == 0, r.stderr
     assert (calls[0]["host"], calls[0]["port"], calls[0]["workers"]) == ("0.0.0.0", 9444, 3)
-    for env in ({"EVENTCTL_PORT": "http"}, {"EVENTCTL_PORT": "70000"}, {"EVENTCTL_WORKERS": "0"},
-                {"EVENTCTL_CACHE_TTL": "soon"}, {"EVENTCTL_STALE_GRACE": "-1"}, {"EVENTCTL_POLL_INTERVAL": "0"},
-                {"EVENTCTL_CACHE_TTL": "nan"}):
+    for env in (
+        {"EVENTCTL_PORT": "http"},
+        {"EVENTCTL_PORT": "70000"},
+        {"EVENTCTL_WORKERS": "0"},
+        {"EVENTCTL_CACHE_TTL": "soon"},
+        {"EVENTCTL_STALE_GRACE": "-1"},
+        {"EVENTCTL_POLL_INTERVAL": "0"},
+        {"EVENTCTL_CACHE_TTL": "nan"},
+    ):
         r = make_cli(db_url)("serve", env=env)
         assert r.exit_code == 2, (env, r.stderr)
         assert next(iter(env)) in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -573,8 +608,9 @@ def test_serve_reads_env_and_refuses_bad_settings(monkeypatch, db_url):
 def test_bad_env_file_setting_is_a_usage_error(db_url, tmp_path):
     r = make_cli(db_url)("list", env={"EVENTCTL_ENV_FILE": str(tmp_path / "missing.env")})
     assert r.exit_code == 2 and "EVENTCTL_ENV_FILE" in r.stderr
-    r = make_cli(db_url)("create", "--name", "x", "--page", "/x", "--start", "2030-01-01T09:00",
-                         env={"EVENTCTL_TZ": "Mars/Olympus"})
+    r = make_cli(db_url)(
+        "create", "--name", "x", "--page", "/x", "--start", "2030-01-01T09:00", env={"EVENTCTL_TZ": "Mars/Olympus"}
+    )
     assert r.exit_code == 2 and "Mars/Olympus" in r.stderr
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from eventctl.cli import categories, cleanup, db, events, misc, serve, tokens
-from eventctl.cli._common import State
+from eventctl.cli._common import CliContext
 
 app = typer.Typer(
     name="eventctl",
@@ -33,8 +33,18 @@ def root(
         ),
     ] = None,
 ) -> None:
-    """Settings are resolved here, when the CLI starts (flags > env > .env)."""
-    ctx.obj = State(database_url=database_url)
+    """Settings are resolved and validated here, once, when the CLI starts (flags > env > .env).
+
+    A bad setting is reported by whichever command runs (exit 2, naming the variable
+    or flag), so that ``--help`` of every command still works.
+    """
+    from eventctl.config import load_settings
+    from eventctl.errors import EventctlError
+
+    try:
+        ctx.obj = CliContext(settings=load_settings(database_url=("--database-url", database_url)))
+    except EventctlError as exc:
+        ctx.obj = CliContext(settings=None, settings_error=exc)
     ctx.call_on_close(ctx.obj.close)
 
 

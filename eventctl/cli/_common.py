@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from eventctl.config import Settings
+    from eventctl.errors import EventctlError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,28 +32,32 @@ TzOpt = Annotated[
 
 
 @dataclass
-class State:
-    database_url: str | None = None
-    _settings: Settings | None = None
+class CliContext:
+    """What every command of one CLI run shares: the settings (resolved at start) and one engine."""
+
+    settings: Settings  # type: ignore[assignment] # None only with settings_error, which every command raises first
+    settings_error: EventctlError | None = None
     _engine: Engine | None = None
     _schema_checked: bool = False
 
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            from eventctl.config import load_settings
-
-            self._settings = load_settings(database_url=self.database_url)
-        return self._settings
-
     def engine(self, *, check_schema: bool = True) -> Engine:
-        """The engine; by default also stops (exit 5) unless the schema is at head."""
-        from eventctl.db import ensure_schema, make_engine
+        """The engine; by default also stops (exit 5) unless the schema is at head.
 
+        The embedded default is created (0700 directory, 0600 file) and migrated on first
+        use; an explicit SQLite path that does not exist is never created by a command
+        that only needs an existing database.
+        """
+        from eventctl.db import make_engine, prepare_sqlite_file
+        from eventctl.migrate import ensure_schema
+
+        default = self.settings.is_default_database
         if self._engine is None:
-            self._engine = make_engine(self.settings.resolved_database_url())
+            url = self.settings.resolved_database_url()
+            engine = make_engine(url)  # validates the URL; connects only when used
+            prepare_sqlite_file(url, create=default or not check_schema, private=default)
+            self._engine = engine
         if check_schema and not self._schema_checked:
-            ensure_schema(self._engine, auto_upgrade=self.settings.is_default_database)
+            ensure_schema(self._engine, auto_upgrade=default)
             self._schema_checked = True
         return self._engine
 
@@ -60,16 +66,42 @@ class State:
             self._engine.dispose()
 
 
-def state(ctx: typer.Context) -> State:
+def state(ctx: typer.Context) -> CliContext:
     obj = ctx.find_root().obj
-    if not isinstance(obj, State):
-        obj = State()
+    if not isinstance(obj, CliContext):  # a command invoked without the root callback (tests, tools)
+        from eventctl.config import load_settings
+
+        obj = CliContext(settings=load_settings())
         ctx.find_root().obj = obj
     return obj
 
 
+def read_bounded(path: str, *, limit: int, what: str) -> str:
+    """A UTF-8 text file (or ``-`` for stdin), refused when larger than ``limit`` bytes."""
+    from eventctl.errors import InvalidInput
+
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(limit + 1) if hasattr(sys.stdin, "buffer") else sys.stdin.read(limit + 1)
+        else:
+            with open(Path(path).expanduser(), "rb") as fh:
+                data = fh.read(limit + 1)
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read {what} {path[:200]!r}: {exc.strerror or type(exc).__name__}.") from None
+    if len(data) > limit:
+        raise InvalidInput(f"{what} {path[:200]!r} is larger than {limit // 1024} KiB.")
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{what} {path[:200]!r} is not UTF-8 text.") from None
+
+
 def fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
+    from eventctl.text import for_terminal
+
+    typer.echo(f"Error: {for_terminal(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -81,17 +113,20 @@ def handle_errors(fn: F) -> F:
         from eventctl.errors import EventctlError
 
         try:
+            for value in (*args, *kwargs.values()):
+                if hasattr(value, "find_root") and (error := state(value).settings_error) is not None:
+                    raise error
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except EventctlError as exc:
-            raise fail(exc.message, exc.exit_code) from None
+            raise fail(exc.cli_message(), exc.exit_code) from None
         except KeyboardInterrupt:
             raise fail("Interrupted.", 130) from None
         except Exception as exc:  # noqa: BLE001 - the edge: never a traceback
             converted = _convert(exc)
             if converted is not None:
-                raise fail(converted.message, converted.exit_code) from None
+                raise fail(converted.cli_message(), converted.exit_code) from None
             raise fail(f"Unexpected failure: {type(exc).__name__}: {exc}", 1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -100,13 +135,26 @@ def handle_errors(fn: F) -> F:
 def _convert(exc: BaseException) -> Any:
     if "sqlalchemy" not in sys.modules:
         return None
+    from sqlalchemy.exc import SQLAlchemyError
+
     from eventctl.errors import convert_db_error
 
-    return convert_db_error(exc)
+    return convert_db_error(exc) if isinstance(exc, SQLAlchemyError) else None
 
 
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def emit_json_list(rows: Iterable[Any]) -> None:
+    """A JSON array written item by item: constant memory however many rows there are."""
+    out = sys.stdout
+    first = True
+    for row in rows:
+        out.write("[\n  " if first else ",\n  ")
+        out.write(json.dumps(row, ensure_ascii=False, indent=2).replace("\n", "\n  "))
+        first = False
+    out.write("[]\n" if first else "\n]\n")
 
 
 def console(*, stderr: bool = False) -> Any:
@@ -120,24 +168,29 @@ def note(message: str) -> None:
 
 
 def print_rows(
-    rows: list[dict[str, Any]],
+    rows: Iterable[dict[str, Any]],
     *,
     as_json: bool,
     columns: dict[str, Callable[[dict[str, Any]], Any]],
     empty: str,
 ) -> None:
-    """A list command's output: the rows as JSON, or a Rich table of ``columns`` for people."""
+    """A list command's output: the rows as a (streamed) JSON array, or a Rich table for people.
+
+    Text from outside is escaped for the terminal; the first column (an id people copy) never wraps.
+    """
     if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        note(empty)
+        emit_json_list(rows)
         return
     from rich.table import Table
 
+    from eventctl.text import for_terminal
+
     table = Table()
-    for name in columns:
-        table.add_column(name, overflow="fold")
+    for i, name in enumerate(columns):
+        table.add_column(name, overflow="fold", no_wrap=i == 0, min_width=8 if i == 0 else None)
     for row in rows:
-        table.add_row(*("-" if (v := cell(row)) in (None, "") else str(v) for cell in columns.values()))
-    console().print(table)
+        table.add_row(*("-" if (v := cell(row)) in (None, "") else for_terminal(v) for cell in columns.values()))
+    if not table.row_count:
+        note(empty)
+        return
+    console().print(table, markup=False)

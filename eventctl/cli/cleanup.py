@@ -38,14 +38,19 @@ def cleanup(
 ) -> None:
     """Delete expired events, old uploads and abandoned chunk uploads."""
     from eventctl import maintenance as m
-    from eventctl.timeparse import isoformat, parse_duration, utcnow
+    from eventctl.config import override
+    from eventctl.timeparse import isoformat, utcnow
 
     st = state(ctx)
-    settings = st.settings
-    age = parse_duration(older_than if older_than is not None else settings.retention, what="--older-than")
-    uploads = m.check_dir(uploads_dir if uploads_dir is not None else settings.uploads_dir, "--uploads-dir")
-    chunks = m.check_dir(chunks_dir if chunks_dir is not None else settings.chunks_dir, "--chunks-dir")
-    cutoff = m.cutoff_for(age, utcnow())
+    settings = override(
+        st.settings,
+        retention=("--older-than", older_than),
+        uploads_dir=("--uploads-dir", uploads_dir),
+        chunks_dir=("--chunks-dir", chunks_dir),
+    )
+    uploads = m.check_dir(settings.uploads_dir, "--uploads-dir")
+    chunks = m.check_dir(settings.chunks_dir, "--chunks-dir")
+    cutoff = m.cutoff_for(settings.retention, utcnow())
     engine = None if skip_events else st.engine()
 
     with _progress(enabled=not json_ and sys.stderr.isatty()) as (advance, set_total):

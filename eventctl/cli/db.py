@@ -26,7 +26,7 @@ def upgrade(
 
 
 def _migrate(ctx: typer.Context, fn: Callable[..., None], revision: str, verb: str, json_: bool) -> None:
-    from eventctl.db import current_revision
+    from eventctl.migrate import current_revision
 
     engine = state(ctx).engine(check_schema=False)
     before = current_revision(engine)
@@ -55,7 +55,7 @@ def downgrade(
 @handle_errors
 def current(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Print the schema revision of the database."""
-    from eventctl.db import SCHEMA_HEAD, current_revision
+    from eventctl.migrate import SCHEMA_HEAD, current_revision
 
     revision = current_revision(state(ctx).engine(check_schema=False))
     if json_:

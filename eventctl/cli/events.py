@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from operator import itemgetter
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,53 +17,50 @@ if TYPE_CHECKING:
 
     from eventctl.models import Event
 
-_F = "Filters"
+_F = "Filters (the platform's RecordReviewFilters; list flags repeat)"
+
+
+def _filter_opt(flag: str, metavar: str, help: str) -> Any:
+    return typer.Option(flag, metavar=metavar, help=help, rich_help_panel=_F, show_default=False)
+
+
+def _switch(flags: str, help: str) -> Any:
+    return typer.Option(flags, help=help, rich_help_panel=_F, show_default=False)
+
+
 PageOpt = Annotated[
-    str | None, typer.Option("--page", metavar="ROUTE", help="Page route, e.g. /review/audio.", show_default=False)
+    str | None,
+    typer.Option(
+        "--page",
+        metavar="PAGE",
+        help="Page key: a route (/review/audio) or a key (doc_digitization).",
+        show_default=False,
+    ),
 ]
 DescOpt = Annotated[
     str | None, typer.Option("--description", metavar="TEXT", help="Up to 2000 characters.", show_default=False)
 ]
-FiltersOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--filters",
-        metavar="JSON|@FILE|-",
-        help="Filters as JSON, @FILE, or - for stdin.",
-        rich_help_panel=_F,
-        show_default=False,
-    ),
-]
-CategoryOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--category",
-        metavar="UID|NAME",
-        help="Category uid or name (repeatable).",
-        rich_help_panel=_F,
-        show_default=False,
-    ),
-]
+FiltersOpt = Annotated[str | None, _filter_opt("--filters", "JSON|@FILE|-", "Filters as JSON, @FILE, or - for stdin.")]
+CategoryOpt = Annotated[list[str] | None, _filter_opt("--category", "UID|NAME", "category_ids: a uid or a known name.")]
 MediaOpt = Annotated[
-    str | None, typer.Option("--media-type", metavar="TYPE", help="text | audio | video | image.", rich_help_panel=_F)
-]
-RightsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--release-rights", metavar="RIGHTS", help="creator | family_or_friend | downloaded.", rich_help_panel=_F
-    ),
-]
-ExtractOpt = Annotated[
-    str | None, typer.Option("--extraction-type", metavar="TYPE", help="manual | ocr | asr.", rich_help_panel=_F)
-]
-PubOpt = Annotated[
-    str | None, typer.Option("--published-date", metavar="YYYY-MM-DD", help="ISO date YYYY-MM-DD.", rich_help_panel=_F)
+    list[str] | None, _filter_opt("--media-type", "TYPE", "media_type: text audio video image document.")
 ]
 LangOpt = Annotated[
-    str | None, typer.Option("--language", metavar="CODE", help="ISO 639 code, e.g. te.", rich_help_panel=_F)
+    list[str] | None, _filter_opt("--language", "LANGUAGE", "language, as the platform names it (Telugu).")
 ]
-LimitOpt = Annotated[
-    str | None, typer.Option("--limit", metavar="N", help="Records per fetch, 1-500 [default: 20].", show_default=False)
+SourceOpt = Annotated[str | None, _filter_opt("--source-label", "TEXT", "source_label (up to 200 characters).")]
+RightsOpt = Annotated[
+    str | None, _filter_opt("--release-rights", "RIGHTS", "release_rights: creator others downloaded NA.")
+]
+PubOpt = Annotated[str | None, _filter_opt("--published-date", "YYYY-MM-DD", "published_date.")]
+ProofOpt = Annotated[bool | None, _switch("--proofread/--not-proofread", "is_fully_proofread: true / false.")]
+ValidOpt = Annotated[bool | None, _switch("--validated/--not-validated", "is_fully_validated: true / false.")]
+ExtractOpt = Annotated[str | None, _filter_opt("--extraction-type", "TYPE", "extraction_type: ocr asr caption manual.")]
+ModelOpt = Annotated[str | None, _filter_opt("--model-name", "TEXT", "model_name (up to 100 characters).")]
+VersionOpt = Annotated[str | None, _filter_opt("--version", "VERSION", "version: initial | latest.")]
+LockOpt = Annotated[bool | None, _switch("--lock/--no-lock", "lock: true / false.")]
+ExtrationOpt = Annotated[
+    bool | None, _switch("--extration/--no-extration", "extration (the platform's spelling): true / false.")
 ]
 StartOpt = Annotated[
     str | None,
@@ -88,25 +84,28 @@ OverlapOpt = Annotated[
 UidArg = Annotated[str, typer.Argument(metavar="UID", help="Full uid or a unique prefix of at least 8 hex digits.")]
 
 
+FILTER_FLAGS = (
+    "media_type", "language", "source_label", "release_rights", "published_date", "is_fully_proofread",
+    "is_fully_validated", "extraction_type", "model_name", "version", "lock", "extration",
+)  # fmt: skip
+
+
 def _read_filters_source(text: str) -> dict[str, Any]:
-    from eventctl.errors import InvalidInput
-    from eventctl.filters import parse_filters_json
+    """``--filters`` JSON, @FILE or - (stdin), read with a size bound."""
+    from eventctl.cli._common import read_bounded
+    from eventctl.filters import MAX_FILTERS_BYTES, parse_filters_json
 
     source = "--filters"
-    if text == "-":
-        text, source = sys.stdin.read(), "--filters from stdin"
-    elif text.startswith("@"):
-        path = Path(text[1:]).expanduser()
-        try:
-            text, source = path.read_text(encoding="utf-8"), f"--filters file {str(path)!r}"
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            raise InvalidInput(f"Cannot read --filters file {str(path)!r}: {reason}.") from None
+    if text == "-" or text.startswith("@"):
+        where = "-" if text == "-" else text[1:]
+        text = read_bounded(where, limit=MAX_FILTERS_BYTES, what="--filters")
+        source = "--filters from stdin" if where == "-" else f"--filters file {where!r}"
     return parse_filters_json(text, source=source).to_json()
 
 
-def _flag_filters(**flags: Any) -> dict[str, Any]:
-    return {k: v for k, v in flags.items() if v is not None}
+def _filter_flags(values: dict[str, Any]) -> dict[str, Any]:
+    """The filter keys given as flags (list flags only when repeated at least once)."""
+    return {k: values[k] for k in FILTER_FLAGS if values.get(k) not in (None, [])}
 
 
 def _build_filters(session: Session, base: dict[str, Any], categories: list[str] | None, flags: dict[str, Any]) -> Any:
@@ -121,20 +120,24 @@ def _build_filters(session: Session, base: dict[str, Any], categories: list[str]
 
 def _limit(raw: str | None) -> int | None:
     from eventctl.errors import InvalidInput
+    from eventctl.models import LIMIT_MAX, LIMIT_MIN
 
     if raw is None:
         return None
     try:
         return int(raw.strip())
     except ValueError:
-        raise InvalidInput(f"--limit must be a whole number from 1 to 500, not {raw!r}.") from None
+        raise InvalidInput(
+            f"--limit must be a whole number from {LIMIT_MIN} to {LIMIT_MAX}, not {raw[:40]!r}."
+        ) from None
 
 
 def _times(ctx: typer.Context, tz: str | None, **raw: str | None) -> dict[str, datetime | None]:
-    """Parse --start/--end; an empty string means 'no bound'."""
-    from eventctl.timeparse import get_zone, parse_time, utcnow
+    """Parse --start/--end/--at; an empty string means 'no bound'."""
+    from eventctl.config import override
+    from eventctl.timeparse import parse_time, utcnow
 
-    zone = get_zone(tz if tz is not None else state(ctx).settings.tz)
+    zone = override(state(ctx).settings, tz=("--tz", tz)).tz
     now = utcnow()
     out: dict[str, datetime | None] = {}
     for key, text in raw.items():
@@ -144,8 +147,13 @@ def _times(ctx: typer.Context, tz: str | None, **raw: str | None) -> dict[str, d
     return out
 
 
+def _filters_text(filters: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in filters.items())
+
+
 def _print_event(event: Event, *, as_json: bool, at: datetime, title: str | None = None) -> None:
     from eventctl.models import event_to_json
+    from eventctl.text import for_terminal
 
     data = event_to_json(event, at)
     if as_json:
@@ -154,53 +162,73 @@ def _print_event(event: Event, *, as_json: bool, at: datetime, title: str | None
     from rich.table import Table
 
     table = Table(show_header=False, title=title, title_justify="left", box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     for key, value in data.items():
         if key == "filters":
-            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "(none)"
-        table.add_row(key, "" if value is None else str(value))
-    console().print(table)
+            value = _filters_text(value) or "(none)"
+        table.add_row(key, "" if value is None else for_terminal(value), end_section=False)
+    console().print(table, markup=False)
 
 
-def _print_list(events: list[Event], *, as_json: bool, at: datetime) -> None:
-    from eventctl.models import event_to_json
+def _list_columns() -> dict[str, Any]:
+    return {
+        "uid": lambda r: r["uid"][:8],
+        "name": itemgetter("name"),
+        "page": itemgetter("page_context"),
+        "status": lambda r: r["status"] + (" (default)" if r["is_default"] else ""),
+        "start": itemgetter("start_date"),
+        "end": itemgetter("end_date"),
+        "limit": itemgetter("limit"),
+        "filters": lambda r: _filters_text(r["filters"]),
+    }
 
-    print_rows(
-        [event_to_json(e, at) for e in events],
-        as_json=as_json,
-        empty="No events.",
-        columns={
-            "uid": lambda r: r["uid"][:8],
-            "name": itemgetter("name"),
-            "page": itemgetter("page_context"),
-            "status": itemgetter("status"),
-            "start": itemgetter("start_date"),
-            "end": itemgetter("end_date"),
-            "limit": itemgetter("limit"),
-            "filters": lambda r: ", ".join(f"{k}={v}" for k, v in r["filters"].items()),
-        },
-    )
+
+def _event_fields(
+    name: str | None, page: str | None, description: str | None, limit: str | None, **flags: bool | None
+) -> dict[str, Any]:
+    """The event fields given on the command line (None = not given)."""
+    fields: dict[str, Any] = {"name": name, "page_context": page, "description": description, **flags}
+    fields["limit"] = _limit(limit)
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", metavar="TEXT", help="1-200 characters.", show_default=False)],
     page: Annotated[
-        str, typer.Option("--page", metavar="ROUTE", help="Page route, e.g. /review/audio.", show_default=False)
+        str,
+        typer.Option(
+            "--page",
+            metavar="PAGE",
+            help="Page key: a route (/review/audio) or a key (doc_digitization).",
+            show_default=False,
+        ),
     ],
     description: DescOpt = None,
     filters: FiltersOpt = None,
     category: CategoryOpt = None,
     media_type: MediaOpt = None,
-    release_rights: RightsOpt = None,
-    extraction_type: ExtractOpt = None,
-    published_date: PubOpt = None,
     language: LangOpt = None,
-    limit: LimitOpt = None,
+    source_label: SourceOpt = None,
+    release_rights: RightsOpt = None,
+    published_date: PubOpt = None,
+    is_fully_proofread: ProofOpt = None,
+    is_fully_validated: ValidOpt = None,
+    extraction_type: ExtractOpt = None,
+    model_name: ModelOpt = None,
+    version: VersionOpt = None,
+    lock: LockOpt = None,
+    extration: ExtrationOpt = None,
+    limit: Annotated[
+        str | None, typer.Option("--limit", metavar="N", help="Records per review request, 1-100 [default: 20].")
+    ] = None,
     start: StartOpt = None,
     end: EndOpt = None,
     inactive: Annotated[bool, typer.Option("--inactive", help="Create it switched off.")] = False,
+    default: Annotated[
+        bool, typer.Option("--default", help="The page's fallback event, answered when no campaign is live.")
+    ] = False,
     created_by: ByOpt = None,
     allow_overlap: OverlapOpt = False,
     tz: TzOpt = None,
@@ -214,23 +242,14 @@ def create(
     from eventctl.timeparse import utcnow
 
     st = state(ctx)
+    params = locals()
     base = _read_filters_source(filters) if filters is not None else {}
-    flags = _flag_filters(
-        media_type=media_type,
-        release_rights=release_rights,
-        extraction_type=extraction_type,
-        published_date=published_date,
-        language=language,
-    )
-    times = _times(ctx, tz, start_date=start, end_date=end)
-    fields: dict[str, Any] = {"name": name, "page_context": page, "description": description, **times}
-    if (n := _limit(limit)) is not None:
-        fields["limit"] = n
-    fields["is_active"] = not inactive
-    actor = (created_by or "").strip() or default_actor(st.settings)
-    validate_model(EventCreate, fields)  # refuse bad input before touching the database
-    engine = st.engine()
-    with write_session(engine) as session:
+    flags = _filter_flags(params)
+    fields = _event_fields(name, page, description, limit, is_active=not inactive, is_default=default)
+    fields.update(_times(ctx, tz, start_date=start, end_date=end))
+    actor = default_actor(st.settings, created_by)
+    validate_model(EventCreate, {**fields, "filters": {**base, **flags}})  # refuse bad input before the database
+    with write_session(st.engine()) as session:
         fields["filters"] = _build_filters(session, base, category, flags)
         data = validate_model(EventCreate, fields)
         event = core.create_event(session, data=data, actor=actor, allow_overlap=allow_overlap)
@@ -248,14 +267,26 @@ def update(
     filters: FiltersOpt = None,
     category: CategoryOpt = None,
     media_type: MediaOpt = None,
-    release_rights: RightsOpt = None,
-    extraction_type: ExtractOpt = None,
-    published_date: PubOpt = None,
     language: LangOpt = None,
-    limit: LimitOpt = None,
+    source_label: SourceOpt = None,
+    release_rights: RightsOpt = None,
+    published_date: PubOpt = None,
+    is_fully_proofread: ProofOpt = None,
+    is_fully_validated: ValidOpt = None,
+    extraction_type: ExtractOpt = None,
+    model_name: ModelOpt = None,
+    version: VersionOpt = None,
+    lock: LockOpt = None,
+    extration: ExtrationOpt = None,
+    limit: Annotated[
+        str | None, typer.Option("--limit", metavar="N", help="Records per review request, 1-100.", show_default=False)
+    ] = None,
     start: StartOpt = None,
     end: EndOpt = None,
     active: Annotated[bool | None, typer.Option("--active/--inactive", help="Switch on or off.")] = None,
+    default: Annotated[
+        bool | None, typer.Option("--default/--not-default", help="Make it the page's fallback event, or not.")
+    ] = None,
     clear_start: Annotated[bool, typer.Option("--clear-start", help="Remove the lower bound.")] = False,
     clear_end: Annotated[bool, typer.Option("--clear-end", help="Remove the upper bound.")] = False,
     clear_filters: Annotated[bool, typer.Option("--clear-filters", help="Start from empty filters.")] = False,
@@ -273,39 +304,26 @@ def update(
     from eventctl.shapes import EventUpdate, validate_model
     from eventctl.timeparse import utcnow
 
+    params = locals()
     if clear_start and start is not None:
         raise InvalidInput("Give --start or --clear-start, not both.")
     if clear_end and end is not None:
         raise InvalidInput("Give --end or --clear-end, not both.")
     base = _read_filters_source(filters) if filters is not None else None
-    flags = _flag_filters(
-        media_type=media_type,
-        release_rights=release_rights,
-        extraction_type=extraction_type,
-        published_date=published_date,
-        language=language,
-    )
-    fields: dict[str, Any] = {
-        k: v
-        for k, v in {"name": name, "page_context": page, "description": description, "is_active": active}.items()
-        if v is not None
-    }
+    flags = _filter_flags(params)
+    fields = _event_fields(name, page, description, limit, is_active=active, is_default=default)
     fields.update(_times(ctx, tz, start_date=start, end_date=end))
     if clear_start:
         fields["start_date"] = None
     if clear_end:
         fields["end_date"] = None
-    if (n := _limit(limit)) is not None:
-        fields["limit"] = n
-    validate_model(EventUpdate, fields)
-    engine = state(ctx).engine()
-    with write_session(engine) as session:
-        if clear_filters or base is not None or flags or category:
+    touches_filters = clear_filters or base is not None or bool(flags) or bool(category)
+    validate_model(EventUpdate, {**fields, **({"filters": {**(base or {}), **flags}} if touches_filters else {})})
+    with write_session(state(ctx).engine()) as session:
+        if touches_filters:
             if base is None:
                 base = {} if clear_filters else dict(core.get_event(session, ref=uid).filters or {})
             fields["filters"] = _build_filters(session, base, category, flags)
-        if not fields:
-            raise InvalidInput("Nothing to update: give at least one option.")
         changes = validate_model(EventUpdate, fields)
         event = core.update_event(session, ref=uid, changes=changes, allow_overlap=allow_overlap)
     _print_event(event, as_json=json_, at=utcnow(), title="Updated")
@@ -325,31 +343,30 @@ def show(ctx: typer.Context, uid: UidArg, json_: JsonOpt = False) -> None:
 def list_(
     ctx: typer.Context,
     page: Annotated[
-        str | None, typer.Option("--page", metavar="ROUTE", help="Only this page route.", show_default=False)
+        str | None, typer.Option("--page", metavar="PAGE", help="Only this page key.", show_default=False)
     ] = None,
     status: Annotated[
         str, typer.Option("--status", metavar="STATUS", help="live | scheduled | expired | inactive | all.")
     ] = "all",
+    limit: Annotated[
+        int | None, typer.Option("--limit", metavar="N", min=1, help="At most N events.", show_default=False)
+    ] = None,
+    offset: Annotated[int, typer.Option("--offset", metavar="N", min=0, help="Skip the first N events.")] = 0,
     json_: JsonOpt = False,
 ) -> None:
-    """List events, newest first."""
+    """List events, newest first (--json streams, in constant memory)."""
     from eventctl import events as core
     from eventctl.db import read_session
-    from eventctl.errors import InvalidInput
-    from eventctl.models import STATUSES
+    from eventctl.models import event_to_json
     from eventctl.timeparse import utcnow
 
-    status = status.strip().lower()
-    if status not in (*STATUSES, "all"):
-        raise InvalidInput(f"Unknown --status {status!r}; use one of {', '.join((*STATUSES, 'all'))}.")
-    if page is not None:
-        from eventctl.routes import require_route
-
-        page = require_route(page)
+    status = core.check_status(status)
     now = utcnow()
-    with read_session(state(ctx).engine()) as session:
-        events = core.list_events(session, page=page, status=status, at=now)
-    _print_list(events, as_json=json_, at=now)
+    engine = state(ctx).engine()
+    with read_session(engine) as session:
+        query = core.list_query(session, page=page, status=status, offset=offset, limit=limit, at=now)
+        rows = (event_to_json(e, now) for e in session.exec(query.execution_options(yield_per=500)))
+        print_rows(rows, as_json=json_, empty="No events.", columns=_list_columns())
 
 
 def delete(
@@ -363,6 +380,7 @@ def delete(
     from eventctl.db import read_session, write_session
     from eventctl.errors import InvalidInput
     from eventctl.models import event_to_json
+    from eventctl.text import for_terminal
     from eventctl.timeparse import utcnow
 
     engine = state(ctx).engine()
@@ -371,8 +389,10 @@ def delete(
     if not yes:
         if not _can_ask():
             raise InvalidInput("Refusing to delete without confirmation: no terminal to ask; pass --yes.")
-        if not typer.confirm(f"Delete event {event.uid} ({event.name!r} on {event.page_context})?", err=True):
-            raise typer.Exit(1)
+        question = f"Delete event {event.uid} ({for_terminal(event.name)!r} on {for_terminal(event.page_context)})?"
+        if not typer.confirm(question, err=True):
+            note("Not deleted.")
+            raise typer.Exit(0)
     with write_session(engine) as session:
         deleted = core.delete_event(session, ref=str(event.uid))
     if json_:
@@ -388,7 +408,7 @@ def _can_ask() -> bool:
 
 def current(
     ctx: typer.Context,
-    page: Annotated[str, typer.Option("--page", metavar="ROUTE", help="Page route to resolve.", show_default=False)],
+    page: Annotated[str, typer.Option("--page", metavar="PAGE", help="Page key to resolve.", show_default=False)],
     at: Annotated[str | None, typer.Option("--at", metavar="TIME", help="Resolve at this time instead of now.")] = None,
     tz: TzOpt = None,
     json_: JsonOpt = False,
@@ -397,26 +417,22 @@ def current(
     from eventctl import events as core
     from eventctl.db import read_session
     from eventctl.routes import normalize_route
+    from eventctl.text import for_terminal
     from eventctl.timeparse import utcnow
 
     now = utcnow()
     when = (_times(ctx, tz, at=at).get("at") or now) if at is not None else now
     route = normalize_route(page)  # malformed → exit 2 before any database work
-    if route is None:
-        if json_:
-            emit_json(None)
-        else:
-            note("No page route given: nothing is live.")
-        return
-    with read_session(state(ctx).engine()) as session:
-        event = core.resolve_current(session, route=route, at=when)
-    if event is None:
-        if json_:
-            emit_json(None)
-        else:
-            note(f"No live event for {route}.")
-        return
-    _print_event(event, as_json=json_, at=when)
+    event = None
+    if route is not None:
+        with read_session(state(ctx).engine()) as session:
+            event = core.resolve_current(session, route=route, at=when)
+    if event is not None:
+        _print_event(event, as_json=json_, at=when)
+    elif json_:
+        emit_json(None)
+    else:
+        note(f"No live event for {for_terminal(route)}." if route else "No page key given: nothing is live.")
 
 
 def register(app: typer.Typer) -> None:

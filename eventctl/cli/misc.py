@@ -11,7 +11,7 @@ schema_app = typer.Typer(help="JSON Schemas of eventctl's shapes.", no_args_is_h
 
 @schema_app.command("filters")
 @handle_errors
-def filters() -> None:
+def filters(ctx: typer.Context) -> None:  # noqa: ARG001 - the context carries the settings check
     """Print the JSON Schema of RecordReviewFilters."""
     from eventctl.filters import filters_json_schema
 

@@ -47,11 +47,12 @@ def serve(
         import uvicorn
     except ModuleNotFoundError:
         raise fail("The web app needs the 'serve' extra: pip install 'eventctl[serve]'.", 2) from None
+    from eventctl.config import SERVE_SETTINGS_VAR, override
+
     st = state(ctx)
-    settings = st.settings.with_overrides(host=host, port=port, workers=workers)
-    if st.database_url:
-        # workers are separate processes: hand them the --database-url given here
-        os.environ["EVENTCTL_DATABASE_URL"] = st.database_url
+    settings = override(st.settings, host=("--host", host), port=port, workers=workers)
+    # workers are separate processes: they take these resolved settings as they are, not re-read
+    os.environ[SERVE_SETTINGS_VAR] = settings.to_json()
     if settings.is_default_database:
         st.engine()  # the embedded default is created and migrated here
     else:

@@ -6,6 +6,7 @@ logic of their own. Domain errors map to statuses through ``errors.py``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -25,13 +26,14 @@ from starlette.routing import Match
 from eventctl import __version__
 from eventctl.config import Settings, load_settings
 from eventctl.db import make_engine, read_session, write_session
-from eventctl.errors import Conflict, EventctlError, InvalidInput, Unauthorized
+from eventctl.errors import EventctlError, Unauthorized
 from eventctl.models import event_to_json
 from eventctl.routes import MAX_ROUTE_LENGTH, ROUTE_PATTERN
 from eventctl.shapes import EventCreate, EventPublic, EventUpdate
 from eventctl.timeparse import utcnow
 from eventctl.web.current import CURRENT_PATH, CurrentFastPath, CurrentService
 
+log = logging.getLogger("eventctl.web")
 API = "/api/v1/events"
 StatusQ = Literal["live", "scheduled", "expired", "inactive", "all"]
 _bearer = HTTPBearer(auto_error=False, description="A token made by `eventctl token create NAME`.")
@@ -51,9 +53,7 @@ Db = Annotated[Session, Depends(get_session)]  # writes: takes SQLite's write lo
 ReadDb = Annotated[Session, Depends(get_read_session)]
 
 
-def require_admin(
-    request: Request, _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
+def require_admin(request: Request, _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
     """The token's name, verified by AdminAuth before FastAPI even reads the body."""
     actor = getattr(request.state, "actor", None)
     if not actor:
@@ -81,11 +81,15 @@ class AdminAuth:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         path = scope.get("path", "")
-        if scope["type"] == "http" and path.startswith(f"{API}/") and path != CURRENT_PATH \
-                and scope["method"] in ADMIN_METHODS:
+        if (
+            scope["type"] == "http"
+            and path.startswith(f"{API}/")
+            and path != CURRENT_PATH
+            and scope["method"] in ADMIN_METHODS
+        ):
             from anyio import to_thread
 
-            from eventctl.errors import DatabaseUnavailable, convert_db_error
+            from eventctl.errors import convert_db_error
 
             header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
             try:
@@ -94,8 +98,7 @@ class AdminAuth:
                 await _error_response(exc)(scope, receive, send)
                 return
             except sa_exc.SQLAlchemyError as exc:
-                error = convert_db_error(exc) or DatabaseUnavailable("The database schema is not at head.")
-                await _error_response(error)(scope, receive, send)
+                await _error_response(convert_db_error(exc))(scope, receive, send)
                 return
             scope.setdefault("state", {})["actor"] = actor
         await self.app(scope, receive, send)
@@ -127,18 +130,14 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _error_response(exc: EventctlError) -> JSONResponse:
-    if isinstance(exc, InvalidInput):
-        # the same shape as FastAPI's own validation errors, so every 422 reads alike
-        return JSONResponse({"detail": [{"loc": ["body"], "msg": exc.message, "type": "value_error"}]}, 422)
-    body: dict[str, Any] = {"detail": exc.message}
     headers = {}
-    if isinstance(exc, Conflict):
-        body["conflicting_uids"] = exc.uids
+    if exc.cause:
+        log.warning("%s: %s", type(exc).__name__, exc.cause)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
     if exc.http_status == 503:
         headers["Retry-After"] = "1"
-    return JSONResponse(body, exc.http_status, headers=headers)
+    return JSONResponse(exc.http_body(), exc.http_status, headers=headers)
 
 
 class _UidConvertor(Convertor[str]):
@@ -187,9 +186,9 @@ def create_app(settings: Settings | None = None) -> Any:
     @api.exception_handler(sa_exc.InterfaceError)
     @api.exception_handler(sa_exc.ProgrammingError)
     async def _db_error(_request: Request, exc: Exception) -> JSONResponse:
-        from eventctl.errors import DatabaseUnavailable
+        from eventctl.errors import convert_db_error
 
-        return _error_response(DatabaseUnavailable("The database is unavailable or its schema is not at head."))
+        return _error_response(convert_db_error(exc))
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -225,9 +224,7 @@ def create_app(settings: Settings | None = None) -> Any:
                 description="The page route, e.g. /review/audio", pattern=ROUTE_PATTERN, max_length=MAX_ROUTE_LENGTH
             ),
         ] = None,  # type: ignore[assignment]
-        if_none_match: Annotated[
-            str, Header(description="ETags from an earlier answer")
-        ] = None,  # type: ignore[assignment]
+        if_none_match: Annotated[str, Header(description="ETags from an earlier answer")] = None,  # type: ignore[assignment]
     ) -> Response:
         # Served by CurrentFastPath before routing; this route documents it and answers
         # with the same service if the app is mounted without the fast path.
@@ -242,15 +239,16 @@ def create_app(settings: Settings | None = None) -> Any:
 
     @api.get("/readyz", response_model=HealthOut, responses=_responses(503), tags=["ops"])
     def readyz() -> JSONResponse:
-        from eventctl.db import ensure_schema
+        from eventctl.migrate import ensure_schema
 
         ensure_schema(engine, auto_upgrade=False)
         return JSONResponse({"status": "ok"})
 
     # ---------------------------------------------------------------- admin
 
-    @api.post(f"{API}/", status_code=201, response_model=EventPublic, responses=_responses(400, 401, 409, 503),
-              tags=["admin"])
+    @api.post(
+        f"{API}/", status_code=201, response_model=EventPublic, responses=_responses(400, 401, 409, 503), tags=["admin"]
+    )
     def create_event(data: EventCreate, session: Db, actor: Admin, allow_overlap: bool = False) -> JSONResponse:
         from eventctl import events as core
 
@@ -269,7 +267,7 @@ def create_app(settings: Settings | None = None) -> Any:
         from eventctl import events as core
 
         now = utcnow()
-        events = core.list_events(session, page=page_context, status=status, at=now)
+        events = core.list_events(session, page=page_context, status=status, at=now)  # TODO skip/limit
         return JSONResponse([event_to_json(e, now) for e in events])
 
     @api.get(f"{API}/{{uid:uid}}", response_model=EventPublic, responses=_responses(401, 404, 503), tags=["admin"])
@@ -278,8 +276,9 @@ def create_app(settings: Settings | None = None) -> Any:
 
         return _event(core.get_event(session, ref=uid))
 
-    @api.put(f"{API}/{{uid:uid}}", response_model=EventPublic, responses=_responses(400, 401, 404, 409, 503),
-             tags=["admin"])
+    @api.put(
+        f"{API}/{{uid:uid}}", response_model=EventPublic, responses=_responses(400, 401, 404, 409, 503), tags=["admin"]
+    )
     def update_event(
         uid: str, changes: EventUpdate, session: Db, _actor: Admin, allow_overlap: bool = False
     ) -> JSONResponse:
@@ -315,4 +314,9 @@ def create_app(settings: Settings | None = None) -> Any:
 
 def app_from_env() -> Any:
     """uvicorn factory: settings resolved now, in each worker (``eventctl serve``)."""
-    return create_app(load_settings())
+    import os
+
+    from eventctl.config import SERVE_SETTINGS_VAR
+
+    handed = os.environ.get(SERVE_SETTINGS_VAR)
+    return create_app(Settings.from_json(handed) if handed else load_settings())

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from eventctl.errors import Conflict, MalformedRoute
+from eventctl.errors import Conflict, MalformedPageHeader, MalformedRoute
 
 log = logging.getLogger("eventctl.web")
 CURRENT_PATH = "/api/v1/events/current"
@@ -136,9 +136,10 @@ class CurrentService:
 
         assert self.snapshot is not None
         try:
-            route = normalize_route(raw.decode("latin-1") if raw is not None else None)
+            route = normalize_route(raw)  # the header's bytes, read as UTF-8
         except MalformedRoute as exc:
-            return Answer(400, _dumps({"detail": exc.message}), None, math.inf)
+            error = MalformedPageHeader(exc.message)
+            return Answer(error.http_status, _dumps(error.http_body()), None, math.inf)
         if route is None:
             return _ok(b"null", math.inf)
         events = self.snapshot.get(route, [])
@@ -148,7 +149,7 @@ class CurrentService:
         try:
             event = resolve_in_memory(events, route=route, at=at)
         except Conflict as exc:
-            return Answer(409, _dumps({"detail": exc.message, "conflicting_uids": exc.uids}), None, until)
+            return Answer(exc.http_status, _dumps(exc.http_body()), None, until)
         return _ok(b"null" if event is None else _dumps(event_to_json(event, at)), until)
 
     async def respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, list[Any], bytes]:
