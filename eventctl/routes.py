@@ -19,9 +19,19 @@ _SLASHES = re.compile(r"/{2,}")
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_.:-]+")
-# For the OpenAPI document: what a client sends as X-Page-Route (a route in printable
-# ASCII, percent-encoded as window.location.pathname gives it, or a bare key; empty = none).
-ROUTE_PATTERN = r"^(?:/[\x21-\x7e]*|[A-Za-z0-9_.:-]+)?$"
+# For the OpenAPI document: what a client sends as X-Page-Route — a route in printable
+# ASCII, percent-encoded as window.location.pathname gives it (escapes of letters of the
+# common scripts), or a bare key; empty = none. Every match is accepted by normalize_route
+# (tests check that); the header is also read as raw UTF-8, which no pattern can say.
+_HEX_CONT = "%[89ABab][0-9A-Fa-f]"
+_ESCAPE = (
+    f"%(?:[Cc][3-9A-Fa-f]|[Dd][0-9A-Fa-f]){_HEX_CONT}"  # U+00C0-U+07FF
+    f"|%[Ee]0%[ABab][0-9A-Fa-f]{_HEX_CONT}"  # U+0800-U+0FFF (Indic scripts)
+    f"|%[Ee][4-9A-Ca-c]{_HEX_CONT}{_HEX_CONT}"  # U+4000-U+CFFF
+)
+ROUTE_PATTERN = (
+    rf"^(?:/(?:[\x21\x22\x24\x26-\x3e\x40-\x7e]|{_ESCAPE})*(?:[?#][\x21-\x7e]*)?|[A-Za-z0-9_.:-]{{1,255}})?$"
+)
 
 
 def _excerpt(raw: str) -> str:

@@ -31,6 +31,11 @@ class PgServer:
         self.admin_url = sa.engine.make_url(admin_url)
         self.admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
         self.created: list[str] = []
+        self.roles: list[str] = []
+
+    def drop_role_later(self, role: str) -> None:
+        """Roles are cluster-wide: dropped after the databases that grant them anything."""
+        self.roles.append(role)
 
     def create(self) -> str:
         name = f"eventctl_t_{uuid.uuid4().hex[:12]}"
@@ -43,6 +48,8 @@ class PgServer:
         with self.admin.connect() as conn:
             for name in self.created:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for role in self.roles:
+                conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
         self.admin.dispose()
 
 

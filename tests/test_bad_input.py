@@ -9,8 +9,19 @@ from conftest import count_rows
 GOOD = ["--name", "Ok", "--page", "/bad"]
 
 CREATE_CASES = {
-    "unknown filter key": ["--filters", '{"medya_type": "audio"}'],
-    "bad enum in json": ["--filters", '{"media_type": "gif"}'],
+    "unknown filter key": ["--filters", '{"medya_type": ["audio"]}'],
+    "bad enum in json": ["--filters", '{"media_type": ["gif"]}'],
+    "scalar media_type in json": ["--filters", '{"media_type": "audio"}'],
+    "scalar language in json": ["--filters", '{"language": "Telugu"}'],
+    "string for a boolean": ["--filters", '{"lock": "yes"}'],
+    "number for a boolean": ["--filters", '{"extration": 1}'],
+    "old release rights": ["--filters", '{"release_rights": "family_or_friend"}'],
+    "bad version": ["--version", "newest"],
+    "long source label": ["--source-label", "s" * 201],
+    "long model name": ["--model-name", "m" * 101],
+    "control char in source label": ["--source-label", "a\x1b[2Jb"],
+    "blank language": ["--language", "  "],
+    "nul in language": ["--filters", '{"language": ["Te\\u0000lugu"]}'],
     "bad enum flag": ["--media-type", "gif"],
     "bad release rights": ["--release-rights", "stolen"],
     "bad extraction": ["--extraction-type", "magic"],
@@ -22,12 +33,13 @@ CREATE_CASES = {
     "missing filters file": ["--filters", "@/nonexistent/filters.json"],
     "bad published date": ["--published-date", "2026-02-30"],
     "datetime as published date": ["--published-date", "2026-02-01T10:00"],
-    "bad language": ["--language", "english"],
+    "number as language": ["--filters", '{"language": [5]}'],
     "bad start": ["--start", "next tuesday"],
     "bad end": ["--end", "2026-13-01"],
     "end before start": ["--start", "2030-01-02T00:00Z", "--end", "2030-01-01T00:00Z"],
     "end equals start": ["--start", "2030-01-01T00:00Z", "--end", "2030-01-01T00:00Z"],
     "limit 0": ["--limit", "0"],
+    "limit 101": ["--limit", "101"],
     "limit 501": ["--limit", "501"],
     "limit not a number": ["--limit", "ten"],
     "dst gap": ["--start", "2026-03-08T02:30", "--tz", "America/New_York"],
@@ -48,7 +60,16 @@ def test_create_bad_input(cli, db_url, extra):
 BAD_CORE = {
     "blank name": ["--name", "   ", "--page", "/x"],
     "long name": ["--name", "n" * 201, "--page", "/x"],
-    "route without slash": ["--name", "A", "--page", "review/audio"],
+    "key with slash inside": ["--name", "A", "--page", "review/audio"],
+    "key with space": ["--name", "A", "--page", "doc digitization"],
+    "route with bad escape": ["--name", "A", "--page", "/review/%zz"],
+    "route with non-utf8 escape": ["--name", "A", "--page", "/review/%ff"],
+    "name with escape sequence": ["--name", "A\x1b]0;pwned\x07", "--page", "/x"],
+    "name with newline": ["--name", "line1\nline2", "--page", "/x"],
+    "description with nul": ["--name", "A", "--page", "/x", "--description", "a\x00b"],
+    "start before year 1 in zone": ["--name", "A", "--page", "/x", "--start", "0001-01-01T00:00", "--tz", "Asia/Kolkata"],
+    "end past year 9999 in zone": ["--name", "A", "--page", "/x", "--end", "9999-12-31T23:59", "--tz", "America/New_York"],
+    "huge relative start": ["--name", "A", "--page", "/x", "--start", "+999999999w"],
     "route with space": ["--name", "A", "--page", "/review audio"],
     "route with control char": ["--name", "A", "--page", "/review\x07audio"],
     "route too long": ["--name", "A", "--page", "/" + "a" * 255],
@@ -67,7 +88,7 @@ def test_update_bad_input_changes_nothing(cli, db_url):
     r = cli("create", "--json", *GOOD, "--media-type", "audio")
     uid = r.json()["uid"]
     before = cli("show", uid, "--json").json()
-    for extra in (*CREATE_CASES.values(), ["--name", ""], ["--start", "x", "--clear-start"], ["--page", "nope"]):
+    for extra in (*CREATE_CASES.values(), ["--name", ""], ["--start", "x", "--clear-start"], ["--page", "no pe"]):
         r = cli("update", uid, *extra)
         _assert_refused(r)
     assert cli("show", uid, "--json").json() == before
@@ -76,11 +97,12 @@ def test_update_bad_input_changes_nothing(cli, db_url):
 @pytest.mark.parametrize(
     "args",
     [
-        ["current", "--page", "no-slash"],
+        ["current", "--page", "no slash"],
         ["current", "--page", "/x", "--at", "yesterday-ish"],
         ["current", "--page", "/x", "--at", "2026-03-29T02:30", "--tz", "Europe/Berlin"],
         ["list", "--status", "sleeping"],
         ["list", "--page", "bad route"],
+        ["list", "--status", "\x1b[31mred"],
         ["show", "xyz"],
         ["show", "1234"],
     ],
@@ -90,6 +112,7 @@ def test_update_bad_input_changes_nothing(cli, db_url):
         "current dst gap",
         "list bad status",
         "list bad page",
+        "list escape in status",
         "show bad uid",
         "show short prefix",
     ],
@@ -105,3 +128,37 @@ def _assert_refused(r):
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("Error: ") and lines[0].endswith("."), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bad_setting_in_environment_refuses_every_command(cli):
+    """A bad EVENTCTL_* value stops each command at start, exit 2, naming the variable."""
+    cases = {
+        "EVENTCTL_TZ": "Mars/Olympus",
+        "EVENTCTL_RETENTION": "abc",
+        "EVENTCTL_PORT": "eighty",
+        "EVENTCTL_WORKERS": "0",
+        "EVENTCTL_POLL_INTERVAL": "nan",
+        "EVENTCTL_CORS_ORIGINS": "not an origin",
+        "EVENTCTL_METRICS_PUBLIC": "maybe",
+    }
+    commands = [["list"], ["current", "--page", "/x"], ["schema", "filters"], ["db", "current"], ["token", "list"]]
+    for var, value in cases.items():
+        for command in commands:
+            r = cli(*command, env={var: value})
+            assert r.exit_code == 2, (var, command, r.stderr)
+            assert var in r.stderr and r.stdout == "", (var, command, r.stderr)
+
+
+def test_flag_names_itself_in_its_error(cli):
+    r = cli("cleanup", "--older-than", "abc", "--skip-events")
+    assert r.exit_code == 2 and "--older-than" in r.stderr, r.stderr
+    r = cli("cleanup", "--older-than", "999999999w", "--skip-events")
+    assert r.exit_code == 2 and "range" in r.stderr, r.stderr
+    r = cli("list", "--status", "live", env={"EVENTCTL_RETENTION": "2w"})
+    assert r.exit_code == 0, r.stderr
+
+
+def test_create_by_that_is_not_text_is_refused(cli, db_url):
+    r = cli("create", *GOOD, "--created-by", "ad\udcffmin")
+    _assert_refused(r)
+    assert count_rows(db_url) == 0

@@ -124,12 +124,19 @@ def test_guard_on_update_and_reactivation(cli):
 
 def test_filters_round_trip_from_the_database(cli, db_url):
     filters = {
+        "language": ["Telugu", "Hindi"],
+        "media_type": ["text", "audio", "video", "image", "document"],
         "category_ids": [CAT_A, CAT_B, CAT_A],
-        "media_type": "audio",
-        "release_rights": "family_or_friend",
-        "extraction_type": "asr",
+        "source_label": "Wikisource",
+        "release_rights": "NA",
         "published_date": "2026-02-28",
-        "language": "te",
+        "is_fully_proofread": False,
+        "is_fully_validated": True,
+        "extraction_type": "caption",
+        "model_name": "whisper-large-v3",
+        "version": "initial",
+        "lock": True,
+        "extration": False,
     }
     ev = create(cli, "--name", "F", "--page", "/f", "--filters", json.dumps(filters))
     expected = {**filters, "category_ids": [CAT_A, CAT_B]}
@@ -149,15 +156,53 @@ def test_filters_round_trip_from_the_database(cli, db_url):
 
 def test_flag_filters_merge_over_filters_json(cli, tmp_path):
     path = tmp_path / "f.json"
-    path.write_text(json.dumps({"media_type": "text", "language": "en"}))
+    path.write_text(json.dumps({"media_type": ["text"], "language": ["English"], "lock": True}))
     ev = create(
-        cli, "--name", "M", "--page", "/m", "--filters", f"@{path}", "--media-type", "video", "--category", CAT_A
-    )
-    assert ev["filters"] == {"media_type": "video", "language": "en", "category_ids": [CAT_A]}
+        cli, "--name", "M", "--page", "/m", "--filters", f"@{path}", "--media-type", "video", "--media-type", "audio",
+        "--category", CAT_A, "--no-lock", "--proofread",
+    )  # fmt: skip
+    assert ev["filters"] == {
+        "media_type": ["video", "audio"],
+        "language": ["English"],
+        "category_ids": [CAT_A],
+        "lock": False,
+        "is_fully_proofread": True,
+    }
     r = cli("create", "--name", "S", "--page", "/s", "--filters", "-", input="")
     assert r.exit_code == 2 and "not valid JSON" in r.stderr
-    r = cli("create", "--json", "--name", "T", "--page", "/t", "--filters", "-", input='{"media_type": "image"}')
-    assert r.json()["filters"] == {"media_type": "image"}
+    r = cli("create", "--json", "--name", "T", "--page", "/t", "--filters", "-", input='{"media_type": ["image"]}')
+    assert r.json()["filters"] == {"media_type": ["image"]}
+
+
+def test_a_flag_for_every_filter_key(cli):
+    ev = create(
+        cli, "--name", "All", "--page", "doc_digitization",
+        "--language", " Telugu ", "--language", "Urdu", "--media-type", "document", "--category", CAT_B,
+        "--source-label", "Archive", "--release-rights", "others", "--published-date", "2024-02-29",
+        "--not-proofread", "--validated", "--extraction-type", "ocr", "--model-name", "tesseract",
+        "--version", "latest", "--lock", "--extration",
+    )  # fmt: skip
+    assert ev["page_context"] == "doc_digitization"
+    assert ev["filters"] == {
+        "language": ["Telugu", "Urdu"],
+        "media_type": ["document"],
+        "category_ids": [CAT_B],
+        "source_label": "Archive",
+        "release_rights": "others",
+        "published_date": "2024-02-29",
+        "is_fully_proofread": False,
+        "is_fully_validated": True,
+        "extraction_type": "ocr",
+        "model_name": "tesseract",
+        "version": "latest",
+        "lock": True,
+        "extration": True,
+    }
+    from eventctl.filters import RecordReviewFilters
+
+    assert set(ev["filters"]) == set(RecordReviewFilters.model_fields)  # no key without its flag
+    assert cli("current", "--page", "doc_digitization", "--json").json()["uid"] == ev["uid"]
+    assert cli("current", "--page", "Doc_Digitization", "--json").stdout.strip() == "null"  # exact match
 
 
 def test_uid_prefix_lookup(cli):
@@ -185,7 +230,7 @@ def test_partial_update_refreshes_updated_at(cli):
     assert r.exit_code == 0, r.stderr
     up = r.json()
     assert up["name"] == "U2"
-    assert up["filters"] == {"media_type": "video", "language": "te"}
+    assert up["filters"] == {"media_type": ["video"], "language": ["te"]}
     assert up["description"] == "first" and up["page_context"] == "/u"
     assert up["updated_at"] > ev["updated_at"]
     assert up["created_at"] == ev["created_at"]
@@ -245,7 +290,7 @@ def test_delete_asks_at_a_terminal(cli, db_url, monkeypatch):
     ev = create(cli, "--name", "D", "--page", "/d")
     monkeypatch.setattr(cli_events, "_can_ask", lambda: True)
     r = cli("delete", ev["uid"], input="n\n")
-    assert r.exit_code == 1 and "Delete event" in r.stderr
+    assert r.exit_code == 0 and "Delete event" in r.stderr and "Not deleted" in r.stderr  # declining is no failure
     assert count_rows(db_url) == 1
     r = cli("delete", ev["uid"], input="y\n")
     assert r.exit_code == 0, r.stderr
@@ -258,3 +303,75 @@ def test_editing_an_allowed_overlap_needs_no_flag_unless_the_window_moves(cli):
     assert cli("update", a["uid"], "--name", "A2", "--limit", "30", "--media-type", "audio").exit_code == 0
     assert cli("update", a["uid"], "--end", "+30d").exit_code == 3
     assert cli("update", a["uid"], "--end", "+30d", "--allow-overlap").exit_code == 0
+
+
+def test_page_default_answers_only_when_no_campaign_is_live(cli, db_url):
+    default = create(cli, "--name", "Standing", "--page", "/review/audio", "--default", "--media-type", "audio")
+    assert default["is_default"] is True
+
+    def current(at: str | None = None):
+        r = cli("current", "--page", "/review/audio", "--json", *(["--at", at] if at else []))
+        assert r.exit_code == 0, r.stderr
+        return None if r.stdout.strip() == "null" else r.json()["uid"]
+
+    assert current() == default["uid"]  # default alone
+    # a campaign on top does not collide with the default, and wins while it is live
+    campaign = create(cli, "--name", "Week", "--page", "/review/audio", "--start", "2030-01-01T00:00Z", "--end", "+2000w")
+    assert current("2030-01-02T00:00Z") == campaign["uid"]
+    assert current("2029-12-31T23:59Z") == default["uid"]
+    # a second default is refused (exit 3) with nothing written, unless allowed
+    before = count_rows(db_url)
+    r = cli("create", "--name", "Other default", "--page", "/review/audio", "--default")
+    assert r.exit_code == 3 and default["uid"] in r.stderr and campaign["uid"] not in r.stderr, r.stderr
+    assert count_rows(db_url) == before
+    other = create(cli, "--name", "Other default", "--page", "/review/audio", "--default", "--allow-overlap")
+    r = cli("current", "--page", "/review/audio", "--json", "--at", "2029-01-01T00:00Z")
+    assert r.exit_code == 3 and default["uid"] in r.stderr and other["uid"] in r.stderr
+    assert current("2030-01-02T00:00Z") == campaign["uid"]  # a campaign still wins over both
+    # turning a campaign into a default is checked against the defaults
+    r = cli("update", campaign["uid"], "--default")
+    assert r.exit_code == 3, r.stderr
+    # a default on another page is its own page's business
+    assert cli("create", "--name", "D2", "--page", "/review/text", "--default").exit_code == 0
+
+
+def test_limit_is_the_platforms_1_to_100(cli):
+    assert create(cli, "--name", "L", "--page", "/lim", "--limit", "100")["limit"] == 100
+    r = cli("create", "--name", "L2", "--page", "/lim2", "--limit", "101")
+    assert r.exit_code == 2 and "100" in r.stderr
+    r = cli("update", "--help")
+    assert "default: 20" not in r.stdout  # update keeps the stored value
+
+
+def test_list_limit_and_offset(cli):
+    made = [create(cli, "--name", f"E{i}", "--page", f"/p{i}")["uid"] for i in range(5)]
+    newest_first = list(reversed(made))
+    assert [e["uid"] for e in cli("list", "--json").json()] == newest_first
+    assert [e["uid"] for e in cli("list", "--json", "--limit", "2").json()] == newest_first[:2]
+    assert [e["uid"] for e in cli("list", "--json", "--limit", "2", "--offset", "2").json()] == newest_first[2:4]
+    assert cli("list", "--json", "--offset", "10").json() == []
+    assert cli("list", "--limit", "0").exit_code == 2
+    assert cli("list", "--offset", "-1").exit_code == 2
+
+
+def test_people_never_get_raw_control_characters(cli, db_url):
+    """Stored text is printed with control characters escaped (SPEC §1 Text)."""
+    from eventctl.db import make_engine
+
+    ev = create(cli, "--name", "Plain", "--page", "/t")
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # written by something other than eventctl
+        conn.execute(sa.text("UPDATE events SET name = :n"), {"n": "evil\x1b]0;title\x07\nforged line"})
+    engine.dispose()
+    for args in (["show", ev["uid"]], ["list"], ["current", "--page", "/t"]):
+        r = cli(*args)
+        assert r.exit_code == 0, r.stderr
+        assert "\x1b" not in r.stdout and "\x07" not in r.stdout, args
+        assert "\\x1b" in r.stdout, (args, r.stdout)
+    assert cli("show", ev["uid"], "--json").json()["name"] == "evil\x1b]0;title\x07\nforged line"
+
+
+def test_uid_column_is_never_cut(cli):
+    ev = create(cli, "--name", "N" * 150, "--page", "/" + "p" * 200)
+    r = cli("list", env={"COLUMNS": "80"})
+    assert ev["uid"][:8] in r.stdout, r.stdout

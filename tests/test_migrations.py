@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from conftest import BACKENDS, make_cli
 
 # Released revisions, oldest first. History is append-only: add, never remove or reorder.
-RELEASED = ["0001_events", "0002_api_tokens", "0003_categories"]
+RELEASED = ["0001_events", "0002_api_tokens", "0003_categories", "0004_platform_filters"]
 EVENTCTL_TABLES = {"events", "eventctl_state", "api_tokens", "categories", "eventctl_alembic_version"}
 
 
@@ -94,7 +94,10 @@ def test_up_down_consistency(fresh_url):
 def test_db_commands(fresh_url):
     cli = make_cli(fresh_url)
     r = cli("db", "current")
-    assert r.exit_code == 0 and "(none)" in r.stdout
+    if fresh_url.startswith("sqlite"):  # no file yet: nothing to read, and nothing is created
+        assert r.exit_code == 5 and "no database" in r.stderr, r.stderr
+    else:
+        assert r.exit_code == 0 and "(none)" in r.stdout
     r = cli("list")
     assert r.exit_code == 5 and "eventctl db upgrade" in r.stderr  # never migrated implicitly
     r = cli("db", "upgrade", "0001_events")
@@ -173,6 +176,181 @@ def test_default_sqlite_is_created_and_migrated_on_first_use(tmp_path):
 def test_db_upgrade_json(fresh_url):
     cli = make_cli(fresh_url)
     r = cli("db", "upgrade", "--json")
-    assert r.exit_code == 0 and r.json() == {"from": None, "to": RELEASED[-1]}
+    assert r.exit_code == 0 and r.json() == {"from": None, "to": RELEASED[-1], "notes": []}
     r = cli("db", "downgrade", "0001_events", "--json")
-    assert r.json() == {"from": RELEASED[-1], "to": "0001_events"}
+    assert r.json() == {"from": RELEASED[-1], "to": "0001_events", "notes": []}
+
+
+OLD_ROWS = [
+    # (name, filters as the 0003 release stored them, limit)
+    ("scalar", {"media_type": "audio", "language": "te", "release_rights": "family_or_friend"}, 20),
+    ("capped", {"category_ids": ["0b7a6b0e-3c1a-4c55-9d22-123456789abc"], "extraction_type": "ocr"}, 500),
+    ("empty", {}, 100),
+    ("rights", {"release_rights": "creator", "published_date": "2026-01-02"}, 101),
+]
+
+
+def _insert_old_rows(engine: sa.Engine) -> dict[str, str]:
+    import json
+    import uuid
+
+    uids = {}
+    with engine.begin() as conn:
+        for i, (name, filters, limit) in enumerate(OLD_ROWS):
+            uid = uuid.UUID(int=i + 1)
+            uids[name] = str(uid)
+            conn.execute(
+                sa.text(
+                    'INSERT INTO events (uid, name, page_context, filters, "limit", is_active, created_by, '
+                    "created_at, updated_at) VALUES (:uid, :name, '/old', :filters, :limit, true, 'old', "
+                    ":at, :at)"
+                ),
+                {
+                    "uid": uid.hex if engine.dialect.name == "sqlite" else uid,
+                    "name": name,
+                    "filters": json.dumps(filters),
+                    "limit": limit,
+                    "at": "2026-01-01 00:00:00.000000",
+                },
+            )
+    return uids
+
+
+def test_old_filters_are_converted_to_the_platform_shape(fresh_url):
+    """A database at the previous head with old-shape rows upgrades; every row then validates."""
+    from eventctl import migrate
+    from eventctl.db import make_engine
+    from eventctl.filters import RecordReviewFilters
+
+    engine = make_engine(fresh_url)
+    migrate.upgrade(engine, "0003_categories")
+    uids = _insert_old_rows(engine)
+    r = make_cli(fresh_url)("db", "upgrade", "--json")
+    assert r.exit_code == 0, r.stderr
+    notes = r.json()["notes"]
+    assert len(notes) == 2 and any(uids["capped"] in n and "500" in n for n in notes), notes
+    assert any(uids["rights"] in n and "101" in n for n in notes), notes
+    events = {e["name"]: e for e in make_cli(fresh_url)("list", "--json").json()}
+    for event in events.values():
+        RecordReviewFilters.model_validate(event["filters"])  # strict: the platform accepts it
+        assert event["limit"] <= 100 and event["is_default"] is False
+    assert events["scalar"]["filters"] == {"media_type": ["audio"], "language": ["te"], "release_rights": "others"}
+    assert events["capped"]["limit"] == 100 and events["rights"]["limit"] == 100 and events["empty"]["limit"] == 100
+    assert events["rights"]["filters"] == {"release_rights": "creator", "published_date": "2026-01-02"}
+
+    # the downgrade converts back what the old shape can hold ...
+    migrate.downgrade(engine, "0003_categories")
+    with engine.connect() as conn:
+        rows = dict(conn.execute(sa.text("SELECT name, filters FROM events")).all())
+    import json
+
+    scalar = rows["scalar"] if isinstance(rows["scalar"], dict) else json.loads(rows["scalar"])
+    assert scalar == {"media_type": "audio", "language": "te", "release_rights": "family_or_friend"}
+    engine.dispose()
+
+
+def test_downgrade_refuses_what_the_old_shape_cannot_hold(fresh_url):
+    from eventctl import migrate
+    from eventctl.db import make_engine
+    from eventctl.migrate import current_revision
+
+    engine = make_engine(fresh_url)
+    migrate.upgrade(engine, "head")
+    cli = make_cli(fresh_url)
+    made = cli("create", "--json", "--name", "Two", "--page", "/n", "--media-type", "audio", "--media-type", "text")
+    assert made.exit_code == 0, made.stderr
+    r = cli("db", "downgrade", "0003_categories")
+    assert r.exit_code == 2, r.stderr
+    assert made.json()["uid"] in r.stderr and "2 values of media_type" in r.stderr
+    assert current_revision(engine) == RELEASED[-1]  # nothing changed
+    assert cli("show", made.json()["uid"], "--json").json()["filters"]["media_type"] == ["audio", "text"]
+    cli("delete", made.json()["uid"], "--yes")
+    assert cli("create", "--name", "D", "--page", "/n", "--default").exit_code == 0
+    r = cli("db", "downgrade", "0003_categories")
+    assert r.exit_code == 2 and "is_default" in r.stderr, r.stderr
+    engine.dispose()
+
+
+def test_read_command_on_a_mistyped_sqlite_path_creates_nothing(tmp_path):
+    target = tmp_path / "no" / "such" / "dir" / "events.db"
+    cli = make_cli(f"sqlite:///{target}")
+    for args in (["show", "00000000"], ["list"], ["current", "--page", "/x"], ["db", "current"], ["token", "list"]):
+        r = cli(*args)
+        assert r.exit_code == 5, (args, r.stderr)
+        assert "db upgrade" in r.stderr
+    assert not (tmp_path / "no").exists()
+    assert cli("db", "upgrade").exit_code == 0 and target.is_file()  # the one command that creates it
+
+
+def test_default_database_is_private(tmp_path):
+    import stat
+
+    cli = make_cli(None)
+    assert cli("list").exit_code == 0
+    db = tmp_path / "xdg-data" / "eventctl" / "eventctl.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+
+
+def test_first_use_by_several_processes_at_once(tmp_path):
+    """Six processes using the default database for the first time together all succeed (5 rounds)."""
+    import os
+    import subprocess
+    import sys
+
+    for round_ in range(5):
+        env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / f"round{round_}"), "NO_COLOR": "1"}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "eventctl", "list", "--json"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(6)
+        ]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+            assert out.strip() == "[]"
+
+
+def test_another_apps_events_table_is_named_not_dumped(fresh_url):
+    from eventctl.db import make_engine
+
+    engine = make_engine(fresh_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE events (id INTEGER PRIMARY KEY, title VARCHAR(10))")
+    engine.dispose()
+    r = make_cli(fresh_url)("db", "upgrade")
+    assert r.exit_code == 5, r.stderr
+    assert "already exists" in r.stderr and "not made by eventctl" in r.stderr
+    assert "CREATE TABLE" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.postgres
+def test_no_rights_on_the_tables_says_permission_denied(pg_server):
+    """A database user without SELECT on eventctl's tables: 'permission denied', not 'not migrated'."""
+    from eventctl import migrate
+    from eventctl.db import make_engine
+
+    url = pg_server.create()
+    engine = make_engine(url)
+    migrate.upgrade(engine, "head")
+    role = "eventctl_noaccess"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        limited = sa.engine.make_url(url).set(username=role).render_as_string(hide_password=False)
+        for args in (["list"], ["db", "upgrade"]):
+            r = make_cli(limited)(*args)
+            assert r.exit_code == 5, (args, r.stderr)
+            assert "Permission denied" in r.stderr and "Traceback" not in r.stderr, r.stderr
+            assert "db upgrade" not in r.stderr or args == ["db", "upgrade"]
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        engine.dispose()
+        pg_server.drop_role_later(role)

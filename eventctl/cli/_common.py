@@ -40,12 +40,12 @@ class CliContext:
     _engine: Engine | None = None
     _schema_checked: bool = False
 
-    def engine(self, *, check_schema: bool = True) -> Engine:
+    def engine(self, *, check_schema: bool = True, create: bool = False) -> Engine:
         """The engine; by default also stops (exit 5) unless the schema is at head.
 
         The embedded default is created (0700 directory, 0600 file) and migrated on first
         use; an explicit SQLite path that does not exist is never created by a command
-        that only needs an existing database.
+        that only needs an existing database (only ``db upgrade`` passes ``create``).
         """
         from eventctl.db import make_engine, prepare_sqlite_file
         from eventctl.migrate import ensure_schema
@@ -54,7 +54,7 @@ class CliContext:
         if self._engine is None:
             url = self.settings.resolved_database_url()
             engine = make_engine(url)  # validates the URL; connects only when used
-            prepare_sqlite_file(url, create=default or not check_schema, private=default)
+            prepare_sqlite_file(url, create=default or create, private=default)
             self._engine = engine
         if check_schema and not self._schema_checked:
             ensure_schema(self._engine, auto_upgrade=default)

@@ -25,17 +25,20 @@ def upgrade(
     _migrate(ctx, migrate.upgrade, revision, "upgraded", json_)
 
 
-def _migrate(ctx: typer.Context, fn: Callable[..., None], revision: str, verb: str, json_: bool) -> None:
+def _migrate(ctx: typer.Context, fn: Callable[..., list[str]], revision: str, verb: str, json_: bool) -> None:
+    from eventctl import migrate
     from eventctl.migrate import current_revision
 
-    engine = state(ctx).engine(check_schema=False)
+    engine = state(ctx).engine(check_schema=False, create=fn is migrate.upgrade)
     before = current_revision(engine)
-    fn(engine, revision)
+    notes = fn(engine, revision)
     after = current_revision(engine)
     if json_:
-        emit_json({"from": before, "to": after})
-    else:
-        note(f"Schema {verb}: {before or 'empty'} -> {after or 'base'}.")
+        emit_json({"from": before, "to": after, "notes": notes})
+        return
+    for message in notes:
+        note(f"Note: {message}.")
+    note(f"Schema {verb}: {before or 'empty'} -> {after or 'base'}.")
 
 
 @app.command("downgrade")

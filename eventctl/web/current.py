@@ -1,4 +1,4 @@
-"""``GET /api/v1/events/current``: resolved from memory, cache-friendly, outage-tolerant.
+"""``GET``/``HEAD /api/v1/events/current``: resolved from memory, cache-friendly, outage-tolerant.
 
 The database is off the hot path: a poller reads the change counter
 (``eventctl_state.version``, bumped in the same transaction as every write made
@@ -10,13 +10,15 @@ each answer encoded once and reused until the page's next start/end boundary.
 If the database becomes unreachable, answers keep coming from the last good
 snapshot (windows re-applied against the clock) for ``stale_grace`` seconds,
 marked ``X-Eventctl-Stale: true``; then 503.
+
+``CurrentFastPath`` answers before FastAPI's routing (the hot path); the documented
+route (``routers/current.py``) answers through the same ``send_current``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import math
 import time
@@ -27,13 +29,14 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from eventctl.errors import Conflict, MalformedPageHeader, MalformedRoute
+from eventctl.errors import Conflict, DatabaseUnavailable, EventctlError, MalformedPageHeader, MalformedRoute
+from eventctl.web.errors import JSON_TYPE, RawHeaders, dumps, render_error
 
 log = logging.getLogger("eventctl.web")
-CURRENT_PATH = "/api/v1/events/current"
+EVENTS_PREFIX = "/api/v1/events"
+CURRENT_PATH = f"{EVENTS_PREFIX}/current"
 FULL_RELOAD_SECONDS = 60.0
 MAX_CACHED_ANSWERS = 20_000
-_JSON = (b"content-type", b"application/json")
 # CORSMiddleware (always outermost, see create_app) appends ", Origin" to every Vary.
 _VARY = (b"vary", b"X-Page-Route")
 _NO_STORE = (b"cache-control", b"no-store")
@@ -45,6 +48,21 @@ class Answer:
     body: bytes
     etag: bytes | None  # set on cacheable (200) answers
     until: float  # epoch seconds: the answer may change then (next boundary); inf if never
+    headers: RawHeaders  # content-type, content-length and, for errors, what render_error adds
+
+    @classmethod
+    def ok(cls, body: bytes, until: float) -> Answer:
+        etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
+        return cls(200, body, etag, until, _entity_headers(body))
+
+    @classmethod
+    def error(cls, exc: EventctlError, until: float) -> Answer:
+        status, extra, body = render_error(exc)
+        return cls(status, body, None, until, [*_entity_headers(body), _NO_STORE, _VARY, *extra])
+
+
+def _entity_headers(body: bytes) -> RawHeaders:
+    return [JSON_TYPE, (b"content-length", str(len(body)).encode("ascii"))]
 
 
 class CurrentService:
@@ -70,6 +88,8 @@ class CurrentService:
         self._answers: dict[bytes | None, Answer] = {}
         self._task: asyncio.Task[None] | None = None
         self._refresh_lock: asyncio.Lock | None = None
+        # the cause is logged once by refresh(), not on every request
+        self._unavailable = Answer.error(DatabaseUnavailable("The database is unavailable."), math.inf)
 
     # ------------------------------------------------------------ freshness
 
@@ -138,10 +158,9 @@ class CurrentService:
         try:
             route = normalize_route(raw)  # the header's bytes, read as UTF-8
         except MalformedRoute as exc:
-            error = MalformedPageHeader(exc.message)
-            return Answer(error.http_status, _dumps(error.http_body()), None, math.inf)
+            return Answer.error(MalformedPageHeader(exc.message), math.inf)
         if route is None:
-            return _ok(b"null", math.inf)
+            return Answer.ok(b"null", math.inf)
         events = self.snapshot.get(route, [])
         at = datetime.fromtimestamp(now, UTC)
         boundary = next_boundary(events, at=at)
@@ -149,10 +168,10 @@ class CurrentService:
         try:
             event = resolve_in_memory(events, route=route, at=at)
         except Conflict as exc:
-            return Answer(exc.http_status, _dumps(exc.http_body()), None, until)
-        return _ok(b"null" if event is None else _dumps(event_to_json(event, at)), until)
+            return Answer.error(exc, until)
+        return Answer.ok(b"null" if event is None else dumps(event_to_json(event, at)), until)
 
-    async def respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, list[Any], bytes]:
+    async def respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, RawHeaders, bytes]:
         """Status, headers and body for one request. The only code path for /current."""
         if self._task is None:
             self.start()  # also when the server runs no lifespan (uvicorn --lifespan off, mounted apps)
@@ -163,7 +182,7 @@ class CurrentService:
         if self.snapshot is None or (
             stale and (self.last_success is None or now - self.last_success > self.stale_grace)
         ):
-            return 503, [_JSON, _NO_STORE, (b"retry-after", b"1")], _dumps({"detail": "The database is unavailable."})
+            return self._unavailable.status, list(self._unavailable.headers), self._unavailable.body
         if self.version is None and not stale:
             await self.refresh()
         answer = self._answers.get(raw_route)
@@ -173,13 +192,13 @@ class CurrentService:
                 self._answers = {}
             self._answers[raw_route] = answer
         if answer.etag is None:
-            return answer.status, [_JSON, _NO_STORE, _VARY], answer.body
-        headers = [_JSON, (b"etag", answer.etag), _VARY, (b"cache-control", self._cache_control(answer, now, stale))]
+            return answer.status, list(answer.headers), answer.body
+        headers = [(b"etag", answer.etag), _VARY, (b"cache-control", self._cache_control(answer, now, stale))]
         if stale:
             headers.append((b"x-eventctl-stale", b"true"))
         if if_none_match is not None and _matches(if_none_match, answer.etag):
-            return 304, headers[1:], b""
-        return 200, headers, answer.body
+            return 304, headers, b""
+        return 200, answer.headers + headers, answer.body
 
     def _cache_control(self, answer: Answer, now: float, stale: bool) -> bytes:
         """max-age ≤ TTL and ≤ the next boundary; stale-if-error never reaches past it either.
@@ -201,15 +220,6 @@ class CurrentService:
         return value.encode("ascii")
 
 
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def _ok(body: bytes, until: float) -> Answer:
-    etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
-    return Answer(200, body, etag, until)
-
-
 def _matches(if_none_match: bytes, etag: bytes) -> bool:
     """RFC 9110 weak comparison for If-None-Match (werkzeug's parser)."""
     from werkzeug.http import parse_etags
@@ -217,23 +227,28 @@ def _matches(if_none_match: bytes, etag: bytes) -> bool:
     return parse_etags(if_none_match.decode("latin-1")).contains_weak(etag.decode("ascii").strip('"'))
 
 
+async def send_current(service: CurrentService, scope: dict[str, Any], send: Any) -> None:
+    """Answer GET or HEAD /current on ``send``: HEAD gets GET's status and headers, no body."""
+    route = inm = None
+    for name, value in scope["headers"]:
+        if name == b"x-page-route":
+            route = value  # raw bytes: normalize_route reads them as UTF-8
+        elif name == b"if-none-match":
+            inm = value
+    status, headers, body = await service.respond(route, inm)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
 class CurrentFastPath:
-    """ASGI middleware answering GET /current before FastAPI's routing (the hot path)."""
+    """ASGI middleware answering GET/HEAD /current before FastAPI's routing (the hot path)."""
 
     def __init__(self, app: Any, service: CurrentService) -> None:
         self.app = app
         self.service = service
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == CURRENT_PATH and scope["method"] == "GET":
-            route = inm = None
-            for name, value in scope["headers"]:
-                if name == b"x-page-route":
-                    route = value
-                elif name == b"if-none-match":
-                    inm = value
-            status, headers, body = await self.service.respond(route, inm)
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+        if scope["type"] == "http" and scope["path"] == CURRENT_PATH and scope["method"] in ("GET", "HEAD"):
+            await send_current(self.service, scope, send)
             return
         await self.app(scope, receive, send)

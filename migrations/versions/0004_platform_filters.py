@@ -105,7 +105,7 @@ def _downgrade_filters(filters: dict[str, Any]) -> tuple[dict[str, Any], list[st
     if out.get("release_rights") == "others":
         out["release_rights"] = "family_or_friend"
     for key, allowed in _OLD_ENUMS.items():
-        if key in out and out[key] not in allowed and not (key == "media_type" and isinstance(out[key], list)):
+        if key in out and not isinstance(out[key], list) and out[key] not in allowed:
             problems.append(f"{key} {out[key]!r}")
     return out, problems
 

@@ -1,0 +1,55 @@
+"""Admin authentication, before routing: a bad token is 401 before any 422 about the body.
+
+``AdminAuth`` verifies ``Authorization: Bearer <token>`` for every admin route and
+puts the token's name in the request state, where ``deps.require_admin`` reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from eventctl.db import write_session
+from eventctl.errors import EventctlError, convert_db_error
+from eventctl.timeparse import utcnow
+from eventctl.web.current import CURRENT_PATH
+from eventctl.web.errors import ErrorResponse
+
+ADMIN_PREFIX = "/api/v1/events/"
+ADMIN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
+
+
+class AdminAuth:
+    """ASGI middleware: authenticate admin routes first (401 before any 422 about the body)."""
+
+    def __init__(self, app: Any, engine: Engine) -> None:
+        self.app = app
+        self.engine = engine
+
+    def _verify(self, header: str | None) -> str:
+        from eventctl.tokens import parse_bearer, verify_token
+
+        token = parse_bearer(header)
+        with write_session(self.engine) as session:  # records last_used_at
+            return verify_token(session, token=token, now=utcnow())
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith(ADMIN_PREFIX)
+            and scope["path"] != CURRENT_PATH
+            and scope["method"] in ADMIN_METHODS
+        ):
+            from anyio import to_thread
+
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+            try:
+                actor = await to_thread.run_sync(self._verify, header)
+            except (EventctlError, SQLAlchemyError) as exc:
+                error = exc if isinstance(exc, EventctlError) else convert_db_error(exc)
+                await ErrorResponse(error)(scope, receive, send)
+                return
+            scope.setdefault("state", {})["actor"] = actor
+        await self.app(scope, receive, send)

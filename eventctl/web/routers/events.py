@@ -1,0 +1,115 @@
+"""Admin CRUD and list of events (``/api/v1/events/``): bearer token required (``AdminAuth``).
+
+Each route translates HTTP to the core (``eventctl.events``) and back; refusals are
+domain errors, answered by the handlers in ``web/errors.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse, Response
+from starlette.convertors import Convertor, register_url_convertor
+
+from eventctl import events as core
+from eventctl.models import STATUS_CHOICES, event_to_json
+from eventctl.shapes import EventCreate, EventPublic, EventUpdate
+from eventctl.timeparse import utcnow
+from eventctl.web.current import EVENTS_PREFIX
+from eventctl.web.deps import AdminActor, CurrentServiceDep, ReadSession, WriteSession
+from eventctl.web.errors import responses
+
+LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT = 200, 50  # as the platform's own list endpoint
+UID_PATTERN = r"^[0-9a-fA-F-]{8,36}$"
+
+
+class _UidConvertor(Convertor[str]):
+    """``{uid:uid}`` routes only hex and dashes, so ``/current`` is never taken for a uid."""
+
+    regex = "[0-9a-fA-F-]{1,36}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("uid", _UidConvertor())  # before the routes below compile their paths
+
+router = APIRouter(prefix=EVENTS_PREFIX, tags=["admin"])
+Uid = Annotated[
+    str,
+    Path(
+        pattern=UID_PATTERN,
+        description="The event's uid, or a unique prefix of it (at least 8 hex digits)",
+        examples=["3f2b8c1e-9a4d-4b7e-8f00-1234567890ab", "3f2b8c1e"],
+    ),
+]
+AllowOverlap = Annotated[bool, Query(description="Write even if the window overlaps another active event of the page")]
+
+
+def _event(event: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(event_to_json(event, utcnow()), status)
+
+
+@router.post("/", status_code=201, response_model=EventPublic, responses=responses(400, 401, 409, 413, 503))
+def create_event(
+    data: EventCreate,
+    session: WriteSession,
+    actor: AdminActor,
+    service: CurrentServiceDep,
+    allow_overlap: AllowOverlap = False,
+) -> JSONResponse:
+    event = core.create_event(session, data=data, actor=actor, allow_overlap=allow_overlap)
+    session.commit()
+    service.invalidate()
+    return _event(event, 201)
+
+
+@router.get("/", response_model=list[EventPublic], responses=responses(401, 503))
+def list_events(
+    session: ReadSession,
+    _actor: AdminActor,
+    page_context: Annotated[str | None, Query(max_length=1000, description="Only this page's events")] = None,
+    status: Annotated[
+        str, Query(description="Derived status at the time of the request", json_schema_extra={"enum": STATUS_CHOICES})
+    ] = "all",
+    is_active: Annotated[bool | None, Query(description="Only active (true) or inactive (false) events")] = None,
+    skip: Annotated[int, Query(ge=0, le=2**63 - 1, description="Events to skip (newest first)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX, description="Events to return")] = LIST_LIMIT_DEFAULT,
+) -> JSONResponse:
+    now = utcnow()
+    rows = core.list_events(
+        session, at=now, page=page_context, status=status, is_active=is_active, offset=skip, limit=limit
+    )
+    return JSONResponse([event_to_json(event, now) for event in rows])
+
+
+@router.get("/{uid:uid}", response_model=EventPublic, responses=responses(401, 404, 503))
+def get_event(uid: Uid, session: ReadSession, _actor: AdminActor) -> JSONResponse:
+    return _event(core.get_event(session, ref=uid))
+
+
+@router.put("/{uid:uid}", response_model=EventPublic, responses=responses(400, 401, 404, 409, 413, 503))
+def update_event(
+    uid: Uid,
+    changes: EventUpdate,
+    session: WriteSession,
+    _actor: AdminActor,
+    service: CurrentServiceDep,
+    allow_overlap: AllowOverlap = False,
+) -> JSONResponse:
+    event = core.update_event(session, ref=uid, changes=changes, allow_overlap=allow_overlap)
+    session.commit()
+    service.invalidate()
+    return _event(event)
+
+
+@router.delete("/{uid:uid}", status_code=204, responses=responses(401, 404, 503))
+def delete_event(uid: Uid, session: WriteSession, _actor: AdminActor, service: CurrentServiceDep) -> Response:
+    core.delete_event(session, ref=uid)
+    session.commit()
+    service.invalidate()
+    return Response(status_code=204)
