@@ -22,7 +22,7 @@ from eventctl.errors import InvalidInput
 
 ENV_PREFIX = "EVENTCTL_"
 # the resolved settings handed from `eventctl serve` to its worker processes (see web.app.app_from_env)
-SERVE_SETTINGS_VAR = "_EVENTCTL_SERVE_SETTINGS"
+SERVE_SETTINGS_VAR = "EVENTCTL_INTERNAL_SERVE_SETTINGS"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ def test_concurrent_cli_processes_only_one_wins(db_url, tmp_path):
     ]
     time.sleep(1.5)  # let every interpreter import eventctl and wait at the line
     go.touch()
-    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    results = [(p.returncode, p.communicate(timeout=120)[1]) for p in procs]
+    results = [(p.returncode, err) for p, (_, err) in zip(procs, results, strict=True)]
     codes = sorted(code for code, _ in results)
     assert codes == [0] + [3] * (WRITERS - 1), results
     assert count_rows(db_url) == 1

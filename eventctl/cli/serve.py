@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -42,17 +41,14 @@ def serve(
     ] = None,
 ) -> None:
     """Serve GET /api/v1/events/current and the admin API."""
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn
-    except ModuleNotFoundError:
-        raise fail("The web app needs the 'serve' extra: pip install 'eventctl[serve]'.", 2) from None
-    from eventctl.config import SERVE_SETTINGS_VAR, override
+    from eventctl.web import server
+
+    if not server.available():
+        raise fail("The web app needs the 'serve' extra: pip install 'eventctl[serve]'.", 2)
+    from eventctl.config import override
 
     st = state(ctx)
     settings = override(st.settings, host=("--host", host), port=port, workers=workers)
-    # workers are separate processes: they take these resolved settings as they are, not re-read
-    os.environ[SERVE_SETTINGS_VAR] = settings.to_json()
     if settings.is_default_database:
         st.engine()  # the embedded default is created and migrated here
     else:
@@ -70,16 +66,7 @@ def serve(
         raise fail(f"Cannot bind to --host {settings.host!r}: not a local address or resolvable name.", 2) from None
     note(f"eventctl {settings.host}:{settings.port} ({settings.workers} worker(s)); Ctrl-C stops.")
     try:
-        uvicorn.run(
-            "eventctl.web.app:app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            proxy_headers=False,
-            server_header=False,
-            log_level="info",
-        )
+        server.run(settings)
     except SystemExit as exc:  # uvicorn exits 3 when it cannot start; 3 means "conflict" here
         if exc.code not in (0, None):
             where = f"{settings.host}:{settings.port}"
