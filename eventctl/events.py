@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from eventctl import audit
 from eventctl.db import time_expr, time_param
 from eventctl.errors import Conflict, InvalidInput, NotFound, OverlapConflict
-from eventctl.models import STATUS_CHOICES, ChangeCounter, Event, status_at
+from eventctl.models import STATUS_CHOICES, ChangeCounter, Event, event_fields, status_at
 from eventctl.routes import require_route
 from eventctl.timeparse import as_utc, utcnow
 
@@ -45,18 +46,24 @@ def _time_value(session: Session, value: datetime) -> Any:
 # ---------------------------------------------------------------- reading
 
 
-def get_event(session: Session, *, ref: str) -> Event:
-    """An event by its full uid or a unique prefix of at least 8 hex digits."""
+def uid_key(ref: str) -> str:
+    """A uid or uid prefix as lower-case hex without dashes, or InvalidInput."""
     key = ref.strip().lower().replace("-", "")
     if not _HEX.match(key) or len(key) > 32:
-        raise InvalidInput(f"{ref.strip()!r} is not a uid or uid prefix (hex digits).")
+        raise InvalidInput(f"{ref.strip()[:40]!r} is not a uid or uid prefix (hex digits).")
+    if len(key) < MIN_PREFIX:
+        raise InvalidInput(f"A uid prefix needs at least {MIN_PREFIX} hex digits; {ref.strip()!r} has {len(key)}.")
+    return key
+
+
+def get_event(session: Session, *, ref: str) -> Event:
+    """An event by its full uid or a unique prefix of at least 8 hex digits."""
+    key = uid_key(ref)
     if len(key) == 32:
         event = session.get(Event, uuid.UUID(key))
         if event is None:
             raise NotFound(f"No event has uid {uuid.UUID(key)}.")
         return event
-    if len(key) < MIN_PREFIX:
-        raise InvalidInput(f"A uid prefix needs at least {MIN_PREFIX} hex digits; {ref.strip()!r} has {len(key)}.")
     text_uid = sa.func.replace(sa.cast(col(Event.uid), sa.String), "-", "")
     found = session.exec(select(Event).where(text_uid.like(key + "%")).limit(5)).all()
     if not found:
@@ -161,6 +168,26 @@ def pick_current(live: list[Event], route: str) -> Event | None:
     return candidates[0]
 
 
+def resolve_uid_with_history(session: Session, *, ref: str) -> uuid.UUID:
+    """A uid or unique prefix, among live events first, else among audited ones (deleted events)."""
+    from eventctl.models import AuditEntry
+
+    try:
+        return get_event(session, ref=ref).uid
+    except NotFound:
+        pass
+    key = uid_key(ref)
+    if len(key) == 32:
+        return uuid.UUID(key)
+    text_uid = sa.func.replace(sa.cast(col(AuditEntry.uid), sa.String), "-", "")
+    found = list(session.exec(select(AuditEntry.uid).where(text_uid.like(key + "%")).distinct().limit(2)))
+    if not found:
+        raise NotFound(f"No event or audit entry has a uid starting with {ref.strip()[:40]!r}.")
+    if len(found) > 1:
+        raise InvalidInput(f"The uid prefix {ref.strip()[:40]!r} matches several events; give more digits.")
+    return found[0]
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -172,7 +199,7 @@ def bump_version(session: Session) -> None:
         session.add(ChangeCounter(id=1, version=1))
 
 
-def _lock_pages(session: Session, *pages: str) -> None:
+def lock_pages(session: Session, *pages: str) -> None:
     """Serialize writers per page on PostgreSQL (SQLite already holds the write lock).
 
     Pages are locked in sorted order, so two writers never wait on each other crosswise.
@@ -231,12 +258,20 @@ def _validate_categories(session: Session, filters: dict[str, Any]) -> None:
 
 
 def create_event(
-    session: Session, *, data: EventCreate, actor: str, allow_overlap: bool = False, now: datetime | None = None
+    session: Session,
+    *,
+    data: EventCreate,
+    actor: str,
+    via: str = "http",
+    allow_overlap: bool = False,
+    uid: uuid.UUID | None = None,
+    now: datetime | None = None,
 ) -> Event:
+    """Create an event (``uid``: the one an ``apply`` file names; else a new one)."""
     now = now or utcnow()
     filters = data.filters.to_json()
     _validate_categories(session, filters)
-    _lock_pages(session, data.page_context)
+    lock_pages(session, data.page_context)
     if data.is_active and not allow_overlap:
         check_overlap(
             session,
@@ -256,10 +291,30 @@ def create_event(
         created_at=now,
         updated_at=now,
     )
+    if uid is not None:
+        if session.get(Event, uid) is not None:
+            raise Conflict(f"An event with uid {uid} already exists.", [str(uid)])
+        event.uid = uid
     session.add(event)
+    _written(session, action="create", actor=actor, via=via, before=None, after=event, at=now)
+    return event
+
+
+def _written(
+    session: Session,
+    *,
+    action: str,
+    actor: str,
+    via: str,
+    before: dict[str, Any] | None,
+    after: Event | None,
+    at: datetime,
+) -> None:
+    """What every write does in its transaction: the audit entry and the change counter."""
+    session.flush()
+    audit.record(session, action=action, actor=actor, via=via, before=before, after=after, at=at)
     bump_version(session)
     session.flush()
-    return event
 
 
 def _lock_event(session: Session, ref: str, pages: set[str]) -> Event:
@@ -274,7 +329,7 @@ def _lock_event(session: Session, ref: str, pages: set[str]) -> Event:
     locked: set[str] = set()
     while True:
         wanted = pages | {event.page_context}
-        _lock_pages(session, *(wanted - locked))
+        lock_pages(session, *(wanted - locked))
         locked |= wanted
         fresh = session.exec(
             select(Event).where(Event.uid == event.uid).with_for_update().execution_options(populate_existing=True)
@@ -287,7 +342,14 @@ def _lock_event(session: Session, ref: str, pages: set[str]) -> Event:
 
 
 def update_event(
-    session: Session, *, ref: str, changes: EventUpdate, allow_overlap: bool = False, now: datetime | None = None
+    session: Session,
+    *,
+    ref: str,
+    changes: EventUpdate,
+    actor: str = "unknown",
+    via: str = "http",
+    allow_overlap: bool = False,
+    now: datetime | None = None,
 ) -> Event:
     """Change the fields given (``changes.model_fields_set``); an empty change is refused."""
     now = now or utcnow()
@@ -316,20 +378,22 @@ def update_event(
     )
     if active and moves and not allow_overlap:
         check_overlap(session, page=page, start=start, end=end, is_default=is_default, exclude=event.uid, now=now)
+    before = event_fields(event)
     for key, value in values.items():
         setattr(event, key, value)
     event.updated_at = max(now, as_utc(event.updated_at) or now)
     session.add(event)
-    bump_version(session)
-    session.flush()
+    _written(session, action="update", actor=actor, via=via, before=before, after=event, at=now)
     return event
 
 
-def delete_event(session: Session, *, ref: str) -> Event:
+def delete_event(
+    session: Session, *, ref: str, actor: str = "unknown", via: str = "http", now: datetime | None = None
+) -> Event:
     event = _lock_event(session, ref, set())
+    before = event_fields(event)
     session.delete(event)
-    bump_version(session)
-    session.flush()
+    _written(session, action="delete", actor=actor, via=via, before=before, after=None, at=now or utcnow())
     return event
 
 

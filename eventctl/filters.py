@@ -135,6 +135,9 @@ class RecordReviewFilters(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+FILTER_KEYS: tuple[str, ...] = tuple(RecordReviewFilters.model_fields)
+
+
 def _enum(kind: type[StrEnum], value: Any) -> Any:
     """JSON strings → enum members (strict mode takes no str for an enum); other types fail as usual."""
     if isinstance(value, str):

@@ -84,6 +84,40 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=TZDateTime)
 
 
+class AuditEntry(SQLModel, table=True):
+    """One write to an event (SPEC §8), appended in the same transaction as the write.
+
+    No foreign key to ``events``: entries outlive the events they describe.
+    """
+
+    __tablename__ = "eventctl_audit"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=sa.BigInteger().with_variant(sa.Integer, "sqlite"))
+    at: datetime = Field(sa_type=TZDateTime, index=True)
+    actor: str = Field(max_length=200)
+    via: str = Field(max_length=16)  # cli, http, apply, cleanup
+    action: str = Field(max_length=16)  # create, update, delete
+    uid: uuid.UUID = Field(index=True)
+    page_context: str = Field(max_length=MAX_ROUTE_LENGTH, index=True)
+    before: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(json_type(), nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(json_type(), nullable=True))
+
+
+VIAS = ("cli", "http", "apply", "cleanup")
+ACTIONS = ("create", "update", "delete")
+# the fields a user sets: what `export` writes, `apply` reads, and the audit trail records
+EVENT_FIELDS = (
+    "uid", "name", "description", "page_context", "filters", "limit", "is_active", "is_default",
+    "start_date", "end_date",
+)  # fmt: skip
+
+
+def event_fields(event: Event) -> dict[str, Any]:
+    """The fields a user sets, JSON-safe (datetimes ISO 8601 UTC)."""
+    data = event_to_json(event, None)
+    return {key: data[key] for key in EVENT_FIELDS}
+
+
 def status_at(event: Event, at: datetime) -> Status:
     if not event.is_active:
         return "inactive"
@@ -95,14 +129,22 @@ def status_at(event: Event, at: datetime) -> Status:
     return "live"
 
 
-def event_to_json(event: Event, at: datetime) -> dict[str, Any]:
-    """The one JSON shape of an event, used by the CLI's --json and by HTTP."""
+def canonical_filters(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """Filters in the platform's key order, whatever order the database kept (JSONB sorts keys)."""
+    from eventctl.filters import FILTER_KEYS
+
+    stored = stored or {}
+    return {k: stored[k] for k in (*FILTER_KEYS, *sorted(set(stored) - set(FILTER_KEYS))) if k in stored}
+
+
+def event_to_json(event: Event, at: datetime | None) -> dict[str, Any]:
+    """The one JSON shape of an event, used by the CLI's --json and by HTTP (status at ``at``)."""
     return {
         "uid": str(event.uid),
         "name": event.name,
         "description": event.description,
         "page_context": event.page_context,
-        "filters": dict(event.filters or {}),
+        "filters": canonical_filters(event.filters),
         "limit": event.limit,
         "is_active": event.is_active,
         "is_default": bool(event.is_default),
@@ -111,5 +153,5 @@ def event_to_json(event: Event, at: datetime) -> dict[str, Any]:
         "created_by": event.created_by,
         "created_at": isoformat(event.created_at),
         "updated_at": isoformat(event.updated_at),
-        "status": status_at(event, at),
+        "status": status_at(event, at) if at is not None else None,
     }

@@ -72,7 +72,7 @@ def _in_utc(value: datetime | None) -> datetime | None:
 
 
 Name = Annotated[str, BeforeValidator(_name), PField(min_length=1, max_length=NAME_MAX)]
-Description = Annotated[str | None, BeforeValidator(_description), PField(max_length=DESCRIPTION_MAX)]
+Description = Annotated[Annotated[str, PField(max_length=DESCRIPTION_MAX)] | None, BeforeValidator(_description)]
 PageKey = Annotated[
     str, BeforeValidator(_page), PField(max_length=MAX_ROUTE_LENGTH, examples=["/review/audio", "doc_digitization"])
 ]

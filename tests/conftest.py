@@ -85,6 +85,7 @@ def _empty_tables(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM events")
+        conn.exec_driver_sql("DELETE FROM eventctl_audit")
         conn.exec_driver_sql("DELETE FROM categories")
         conn.exec_driver_sql("DELETE FROM api_tokens")
         conn.exec_driver_sql("UPDATE eventctl_state SET version = 0")

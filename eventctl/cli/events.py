@@ -252,7 +252,7 @@ def create(
     with write_session(st.engine()) as session:
         fields["filters"] = _build_filters(session, base, category, flags)
         data = validate_model(EventCreate, fields)
-        event = core.create_event(session, data=data, actor=actor, allow_overlap=allow_overlap)
+        event = core.create_event(session, data=data, actor=actor, via="cli", allow_overlap=allow_overlap)
     _print_event(event, as_json=json_, at=utcnow(), title="Created")
 
 
@@ -290,6 +290,15 @@ def update(
     clear_start: Annotated[bool, typer.Option("--clear-start", help="Remove the lower bound.")] = False,
     clear_end: Annotated[bool, typer.Option("--clear-end", help="Remove the upper bound.")] = False,
     clear_filters: Annotated[bool, typer.Option("--clear-filters", help="Start from empty filters.")] = False,
+    created_by: Annotated[
+        str | None,
+        typer.Option(
+            "--created-by",
+            metavar="NAME",
+            help="Acting admin, for the audit trail (created_by is kept) [env: EVENTCTL_ACTOR].",
+            show_default=False,
+        ),
+    ] = None,
     allow_overlap: OverlapOpt = False,
     tz: TzOpt = None,
     json_: JsonOpt = False,
@@ -299,12 +308,14 @@ def update(
     --filters replaces the stored filters; filter flags alone merge over them.
     """
     from eventctl import events as core
+    from eventctl.config import default_actor
     from eventctl.db import write_session
     from eventctl.errors import InvalidInput
     from eventctl.shapes import EventUpdate, validate_model
     from eventctl.timeparse import utcnow
 
     params = locals()
+    actor = default_actor(state(ctx).settings, created_by)
     if clear_start and start is not None:
         raise InvalidInput("Give --start or --clear-start, not both.")
     if clear_end and end is not None:
@@ -325,7 +336,9 @@ def update(
                 base = {} if clear_filters else dict(core.get_event(session, ref=uid).filters or {})
             fields["filters"] = _build_filters(session, base, category, flags)
         changes = validate_model(EventUpdate, fields)
-        event = core.update_event(session, ref=uid, changes=changes, allow_overlap=allow_overlap)
+        event = core.update_event(
+            session, ref=uid, changes=changes, actor=actor, via="cli", allow_overlap=allow_overlap
+        )
     _print_event(event, as_json=json_, at=utcnow(), title="Updated")
 
 
@@ -373,16 +386,19 @@ def delete(
     ctx: typer.Context,
     uid: UidArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    created_by: ByOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Delete an event (asks first; --yes skips the question)."""
     from eventctl import events as core
+    from eventctl.config import default_actor
     from eventctl.db import read_session, write_session
     from eventctl.errors import InvalidInput
     from eventctl.models import event_to_json
     from eventctl.text import for_terminal
     from eventctl.timeparse import utcnow
 
+    actor = default_actor(state(ctx).settings, created_by)
     engine = state(ctx).engine()
     with read_session(engine) as session:
         event = core.get_event(session, ref=uid)
@@ -394,7 +410,7 @@ def delete(
             note("Not deleted.")
             raise typer.Exit(0)
     with write_session(engine) as session:
-        deleted = core.delete_event(session, ref=str(event.uid))
+        deleted = core.delete_event(session, ref=str(event.uid), actor=actor, via="cli")
     if json_:
         emit_json(event_to_json(deleted, utcnow()))
     else:

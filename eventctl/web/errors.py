@@ -87,18 +87,22 @@ def _excerpt(value: Any) -> Any:
     return value if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "…"
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's errors as FastAPI answers them; a 405 names every method of the path."""
     assert isinstance(exc, StarletteHTTPException)
     response = await http_exception_handler(request, exc)
     if exc.status_code == 405:
-        methods: set[str] = set()
-        for route in request.app.router.routes:
-            match, _ = route.matches({**request.scope, "method": "GET"})
-            if match != Match.NONE:
-                methods |= set(getattr(route, "methods", None) or ())
-        response.headers["Allow"] = ", ".join(sorted(methods))
+        routes = request.app.router.routes
+        allowed = [m for m in _METHODS if any(_matches(route, request.scope, m) for route in routes)]
+        response.headers["Allow"] = ", ".join(allowed)
     return response
+
+
+def _matches(route: Any, scope: Any, method: str) -> bool:
+    return bool(route.matches({**scope, "method": method})[0] == Match.FULL)
 
 
 def install_error_handlers(api: FastAPI) -> None:
