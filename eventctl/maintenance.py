@@ -5,25 +5,47 @@ naive database timestamps are UTC, file mtimes are converted from the epoch as
 UTC (:func:`mtime_utc`). Directory walks are file-descriptor relative with
 ``O_NOFOLLOW``: a symlink is never followed, a directory swapped for a symlink
 mid-run cannot be entered, and nothing outside the configured roots is touched.
+Walks are iterative (no Python recursion) and stop at :data:`MAX_DEPTH` levels:
+a deeper directory is reported as an error of its source and left alone.
+
+Events go in batches of at most :data:`EVENT_BATCH` uids, one transaction each
+(the delete, one audit entry per deleted event, one bump of the change counter).
+Each batch's DELETE re-checks in SQL that the row is still expired
+(:func:`_recheck`), so an event revived between the batch's SELECT and its DELETE
+stays; the audit entry records the row as the DELETE removed it (``RETURNING``).
+
+A source never raises: whatever goes wrong is counted and reported as that
+source's error, and the other sources still run.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import stat
-from collections.abc import Callable
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from eventctl.errors import EventctlError, InvalidInput
 from eventctl.timeparse import as_utc
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# open() errors that mean "not a directory any more" (swapped for a link, removed): skipped quietly
+_GONE = (errno.ELOOP, errno.ENOENT, errno.ENOTDIR)
 Progress = Callable[[str, int], None]
+
+MAX_DEPTH = 256  # directory levels below a configured root (or a chunk upload) that are entered
+EVENT_BATCH = 1000  # uids per DELETE: far below every bound-parameter limit, on either database
+MAX_ERROR_MESSAGES = 50  # error lines kept per source; the count is always complete
+_ITEMS_IN_MEMORY = 10_000  # names kept in memory per source before they go to a temporary file
+_RETRIES = 5  # a batch that hits a deadlock or serialization failure is re-planned and retried
 
 
 def mtime_utc(st: os.stat_result) -> datetime:
@@ -39,9 +61,54 @@ def cutoff_for(older_than: timedelta, now: datetime) -> datetime:
     try:
         return now.astimezone(UTC) - older_than
     except OverflowError:
-        from eventctl.errors import InvalidInput
-
         raise InvalidInput("The --older-than age reaches before the year 1; give a shorter one.") from None
+
+
+class ItemLog:
+    """The names a source removed (or would remove), in the order found.
+
+    The first names stay in memory; past :data:`_ITEMS_IN_MEMORY` they all go to an
+    anonymous temporary file, one JSON string a line (ASCII-escaped, so newlines and
+    undecodable file names survive), so memory stays bounded however many there are.
+    """
+
+    def __init__(self, limit: int = _ITEMS_IN_MEMORY) -> None:
+        self._memory: list[str] = []
+        self._file: IO[str] | None = None
+        self._count = 0
+        self._limit = limit
+
+    def append(self, item: str) -> None:
+        self._count += 1
+        if self._file is None:
+            if len(self._memory) < self._limit:
+                self._memory.append(item)
+                return
+            self._file = tempfile.TemporaryFile("w+", encoding="ascii")
+            self._file.writelines(json.dumps(m) + "\n" for m in self._memory)
+            self._memory = []
+        self._file.write(json.dumps(item) + "\n")
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        if self._file is None:
+            yield from list(self._memory)
+            return
+        self._file.flush()
+        self._file.seek(0)
+        try:
+            for line in self._file:
+                yield json.loads(line)
+        finally:
+            self._file.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._memory, self._count = [], 0
 
 
 @dataclass
@@ -51,23 +118,37 @@ class SourceReport:
     removed: int = 0
     bytes_freed: int = 0
     errors: int = 0
-    items: list[str] = field(default_factory=list)
+    items: ItemLog = field(default_factory=ItemLog)
     error_messages: list[str] = field(default_factory=list)
 
-    def error(self, what: str, exc: BaseException | str) -> None:
+    def error(self, what: str, exc: BaseException | str, *, doing: str = "remove") -> None:
+        """Count one error; keep its message (``cannot <doing> <what>: <reason>``) among the first few."""
         self.errors += 1
-        reason = exc if isinstance(exc, str) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
-        self.error_messages.append(f"{what}: {reason}")
+        if len(self.error_messages) < MAX_ERROR_MESSAGES:
+            self.error_messages.append(f"cannot {doing} {what}: {_reason(exc)}")
 
-    def to_json(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         return {
             "skipped": self.skipped,
             "scanned": self.scanned,
             "removed": self.removed,
             "bytes_freed": self.bytes_freed,
             "errors": self.errors,
-            "items": sorted(self.items),
         }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.summary(), "items": list(self.items)}
+
+    def close(self) -> None:
+        self.items.close()
+
+
+def _reason(exc: BaseException | str) -> str:
+    if isinstance(exc, str):
+        return exc
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def check_dir(path: str | None, option: str) -> Path | None:
@@ -99,123 +180,265 @@ def _try_lock(fd: int) -> bool:
         return True  # file systems without flock: nothing to respect
 
 
+def _listing(fd: int) -> list[os.DirEntry[str]]:
+    """A directory's entries by name (os.scandir works on a duplicate of fd and closes it)."""
+    with os.scandir(fd) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _open_listed(name: str, dfd: int) -> tuple[int, Iterator[os.DirEntry[str]]]:
+    """Open a subdirectory (never through a link) and list it; nothing left open on failure."""
+    sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+    try:
+        return sub, iter(_listing(sub))
+    except BaseException:
+        os.close(sub)
+        raise
+
+
+def _too_deep() -> str:
+    return f"more than {MAX_DEPTH} directory levels deep; not entered"
+
+
 # ------------------------------------------------------------------ events
 
 
-def cleanup_events(engine: Any, *, cutoff: datetime, dry_run: bool) -> SourceReport:
-    """Delete events whose end is before the cutoff, in one transaction."""
+def _expired(dialect: str, cutoff: datetime) -> Any:
+    """SQL: the event's end is before the cutoff."""
     import sqlalchemy as sa
-    from sqlmodel import col, select
+    from sqlmodel import col
 
-    from eventctl.db import time_expr, time_param, write_session
+    from eventctl.db import time_expr, time_param
+    from eventctl.models import Event
+
+    return sa.and_(col(Event.end_date).is_not(None), time_expr(Event.end_date, dialect) < time_param(cutoff, dialect))
+
+
+def _recheck(dialect: str, cutoff: datetime) -> Any:
+    """The DELETE's own condition: the row is still expired when it is deleted.
+
+    On PostgreSQL (READ COMMITTED) the DELETE re-evaluates this on the newest version
+    of a row another transaction changed, so an event revived after the batch was
+    planned is kept; on SQLite the batch holds the write lock from its SELECT on.
+    """
+    return _expired(dialect, cutoff)
+
+
+def _planned_batch(uids: list[uuid.UUID]) -> None:
+    """Called between a batch's SELECT and its DELETE (tests widen the race window here)."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    """A deadlock or serialization failure (PostgreSQL): the batch can simply run again."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in ("40P01", "40001")
+
+
+def cleanup_events(
+    engine: Any,
+    *,
+    cutoff: datetime,
+    dry_run: bool,
+    actor: str = "unknown",
+    batch_size: int | None = None,
+    progress: Progress | None = None,
+) -> SourceReport:
+    """Delete events whose end is before the cutoff: bounded batches, one transaction each.
+
+    ``removed``/``items`` count what was committed; a failure stops the source with the
+    batches before it kept (each is whole: deletes, audit entries, change counter).
+    """
+    import sqlalchemy as sa
+    from sqlmodel import select
+
+    from eventctl.db import read_session
     from eventctl.errors import convert_db_error
-    from eventctl.events import bump_version
     from eventctl.models import Event
 
     report = SourceReport()
+    batch_size = batch_size or EVENT_BATCH
     try:
-        with write_session(engine) as session:
-            dialect = session.get_bind().dialect.name
+        with read_session(engine) as session:
             report.scanned = session.exec(select(sa.func.count()).select_from(Event)).one()
-            old = sa.and_(
-                col(Event.end_date).is_not(None),
-                time_expr(Event.end_date, dialect) < time_param(cutoff, dialect),
-            )
-            # SQL narrows the candidates; is_older (the one comparison) decides
-            rows = session.exec(select(Event.uid, Event.end_date).where(old)).all()
-            uids = [uid for uid, end in rows if end is not None and is_older(end, cutoff)]
-            report.items = [str(u) for u in uids]
-            if uids and not dry_run:
-                result = session.execute(sa.delete(Event).where(col(Event.uid).in_(uids)))
-                bump_version(session)
-                if result.rowcount != len(uids):  # type: ignore[attr-defined]
-                    raise EventctlError("The events changed during cleanup; nothing was deleted.")
-            report.removed = len(uids)
+        after: uuid.UUID | None = None
+        while True:
+            for attempt in range(_RETRIES):
+                try:
+                    last, gone = _event_batch(
+                        engine, cutoff=cutoff, after=after, dry_run=dry_run, actor=actor, batch_size=batch_size
+                    )
+                    break
+                except sa.exc.DBAPIError as exc:
+                    if not _retryable(exc) or attempt == _RETRIES - 1:
+                        raise
+            if last is None:
+                break
+            after = last
+            for uid in gone:
+                report.items.append(str(uid))
+            report.removed += len(gone)
+            if progress:
+                progress("events", len(gone))
     except Exception as exc:  # noqa: BLE001 - reported as this source's error; the rest goes on
-        converted = convert_db_error(exc) if not isinstance(exc, EventctlError) else exc
-        report.removed, report.items = 0, []
-        report.error("events", converted.message if converted else f"{type(exc).__name__}: {exc}")
+        converted = exc if isinstance(exc, EventctlError) else convert_db_error(exc)
+        report.error("events", converted.cli_message(), doing="delete" if not dry_run else "read")
     return report
+
+
+def _event_batch(
+    engine: Any, *, cutoff: datetime, after: uuid.UUID | None, dry_run: bool, actor: str, batch_size: int
+) -> tuple[uuid.UUID | None, list[uuid.UUID]]:
+    """Plan (and unless dry_run, delete) the next batch after uid ``after``, in one transaction.
+
+    Returns the last uid planned (None: no expired events left) and, in uid order,
+    the uids removed (in a dry run: that would be).
+    """
+    import sqlalchemy as sa
+    from sqlmodel import col, select
+
+    from eventctl import audit
+    from eventctl import events as core
+    from eventctl.db import read_session, write_session
+    from eventctl.models import Event, event_fields
+    from eventctl.timeparse import utcnow
+
+    with (read_session if dry_run else write_session)(engine) as session:
+        dialect = session.get_bind().dialect.name
+        query = select(Event.uid, Event.end_date).where(_expired(dialect, cutoff))
+        if after is not None:
+            query = query.where(col(Event.uid) > after)
+        rows = session.exec(query.order_by(col(Event.uid)).limit(batch_size)).all()
+        if not rows:
+            return None, []
+        # SQL narrows the candidates; is_older (the one comparison) decides
+        planned = [uid for uid, end in rows if end is not None and is_older(end, cutoff)]
+        if dry_run or not planned:
+            return rows[-1][0], planned
+        _planned_batch(planned)
+        now = utcnow()
+        deleted = (
+            session.execute(
+                sa.delete(Event).where(col(Event.uid).in_(planned), _recheck(dialect, cutoff)).returning(Event),
+                execution_options={"synchronize_session": False},
+            )
+            .scalars()
+            .all()
+        )
+        for event in deleted:
+            audit.record(
+                session, action="delete", actor=actor, via="cleanup", before=event_fields(event), after=None, at=now
+            )
+        if deleted:
+            core.bump_version(session)
+        return rows[-1][0], sorted(event.uid for event in deleted)
 
 
 # ------------------------------------------------------------------ uploads
 
 
-def cleanup_uploads(root: Path, *, cutoff: datetime, dry_run: bool, progress: Progress | None = None) -> SourceReport:
-    """Regular files older than the cutoff, then directories left empty."""
-    report = SourceReport()
+@dataclass
+class _Dir:
+    """One open directory of a walk: its fd, path, entries still to visit, and what became of them."""
+
+    fd: int
+    rel: str
+    name: str
+    entries: list[os.DirEntry[str]]
+    own_old: bool = False
+    pos: int = 0
+    remaining: int = 0
+    removed: int = 0
+
+
+def _open_dir(
+    parent_fd: int | None, name: str, rel: str, *, cutoff: datetime, lock: bool, report: SourceReport
+) -> _Dir | None:
+    """Open and list one directory (never through a link); None when skipped (errors reported)."""
     try:
-        fd = os.open(root, _DIR_FLAGS)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
-        report.error(str(root), exc)
-        return report
+        if parent_fd is None or exc.errno not in _GONE:
+            report.error(rel or name, exc, doing="open")
+        return None
     try:
-        _walk_uploads(fd, "", cutoff=cutoff, dry_run=dry_run, report=report, progress=progress)
-    finally:
+        if lock and not _try_lock(fd):
+            os.close(fd)
+            return None  # a writer holds it: skip the whole directory
+        own_old = is_older(mtime_utc(os.fstat(fd)), cutoff)
+        entries = _listing(fd)
+    except OSError as exc:
         os.close(fd)
-    return report
+        report.error(rel or name, exc, doing="read")
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return _Dir(fd=fd, rel=rel, name=name, entries=entries, own_old=own_old)
 
 
-def _walk_uploads(
-    dfd: int,
-    rel: str,
-    *,
-    cutoff: datetime,
-    dry_run: bool,
-    report: SourceReport,
-    progress: Progress | None,
-) -> bool:
-    """Process one directory (already open as dfd).
+def cleanup_uploads(root: Path, *, cutoff: datetime, dry_run: bool, progress: Progress | None = None) -> SourceReport:
+    """Regular files older than the cutoff, then directories left empty.
 
-    Returns True when it is (or in a dry run would be) left empty by this run, or
-    is empty and itself older than the cutoff; a fresh empty directory is kept.
+    A directory goes when this run left it empty (in a dry run: would), or when it is
+    empty and itself older than the cutoff; a fresh empty directory is kept.
     """
-    own_old = is_older(mtime_utc(os.fstat(dfd)), cutoff)
-    remaining = removed_here = 0
-    with os.scandir(dfd) as it:
-        entries = list(it)
-    for entry in entries:
-        name = entry.name
-        path = f"{rel}/{name}" if rel else name
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            report.error(path, exc)
-            remaining += 1
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            try:
-                sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-            except OSError as exc:  # swapped for a symlink (ELOOP) or unreadable
-                if exc.errno not in (errno.ELOOP, errno.ENOENT, errno.ENOTDIR):
-                    report.error(path, exc)
-                remaining += 1
+    report = SourceReport()
+    top = _open_dir(None, str(root), "", cutoff=cutoff, lock=False, report=report)
+    if top is None:
+        return report
+    stack = [top]
+    try:
+        while stack:
+            here = stack[-1]
+            if here.pos == len(here.entries):
+                stack.pop()
+                os.close(here.fd)
+                if stack:
+                    parent = stack[-1]
+                    empty = here.remaining == 0 and (here.removed > 0 or here.own_old)
+                    if empty and _remove_dir(parent.fd, here.name, here.rel, dry_run=dry_run, report=report):
+                        parent.removed += 1
+                    else:
+                        parent.remaining += 1
                 continue
+            entry = here.entries[here.pos]
+            here.pos += 1
+            name = entry.name
+            path = f"{here.rel}/{name}" if here.rel else name
             try:
-                if not _try_lock(sub):
-                    remaining += 1  # a writer holds it: skip the whole directory
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                report.error(path, exc, doing="read")
+                here.remaining += 1
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if len(stack) > MAX_DEPTH:
+                    report.error(path, _too_deep(), doing="enter")
+                    here.remaining += 1
                     continue
-                empty = _walk_uploads(sub, path, cutoff=cutoff, dry_run=dry_run, report=report, progress=progress)
-            finally:
-                os.close(sub)
-            if empty and _remove_dir(dfd, name, path, dry_run=dry_run, report=report):
-                removed_here += 1
+                sub = _open_dir(here.fd, name, path, cutoff=cutoff, lock=True, report=report)
+                if sub is None:
+                    here.remaining += 1
+                else:
+                    stack.append(sub)
                 continue
-            remaining += 1
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            remaining += 1  # symlinks, sockets, fifos: never touched
-            continue
-        report.scanned += 1
-        if progress:
-            progress("uploads", 1)
-        if is_older(mtime_utc(st), cutoff) and _remove_file(dfd, name, path, st, dry_run, report):
-            removed_here += 1
-        else:
-            remaining += 1
-    return remaining == 0 and (removed_here > 0 or own_old)
+            if not stat.S_ISREG(st.st_mode):
+                here.remaining += 1  # symlinks, sockets, fifos: never touched
+                continue
+            report.scanned += 1
+            if progress:
+                progress("uploads", 1)
+            if is_older(mtime_utc(st), cutoff) and _remove_file(here.fd, name, path, st, dry_run, report):
+                here.removed += 1
+            else:
+                here.remaining += 1
+    except Exception as exc:  # noqa: BLE001 - never lose the report of what was already removed
+        report.error(stack[-1].rel or str(root) if stack else str(root), exc, doing="process")
+    finally:
+        for d in stack:
+            os.close(d.fd)
+    return report
 
 
 def _remove_file(dfd: int, name: str, path: str, st: os.stat_result, dry_run: bool, report: SourceReport) -> bool:
@@ -275,18 +498,30 @@ def cleanup_chunks(
     try:
         rfd = os.open(root, _DIR_FLAGS)
     except OSError as exc:
-        report.error(str(root), exc)
+        report.error(str(root), exc, doing="open")
         return report
     try:
+        names: list[str] = []
         with os.scandir(rfd) as it:
-            dirs = [e for e in it if e.is_dir(follow_symlinks=False)]
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        names.append(entry.name)
+                except OSError as exc:
+                    report.error(entry.name, exc, doing="read")
+        names.sort()
         if total:
-            total(len(dirs))
-        for entry in dirs:
+            total(len(names))
+        for name in names:
             report.scanned += 1
             if progress:
                 progress("chunks", 1)
-            _one_upload(rfd, entry.name, cutoff=cutoff, dry_run=dry_run, report=report)
+            try:
+                _one_upload(rfd, name, cutoff=cutoff, dry_run=dry_run, report=report)
+            except Exception as exc:  # noqa: BLE001 - one upload's failure is its own; the rest go on
+                report.error(name, exc, doing="process")
+    except Exception as exc:  # noqa: BLE001 - never lose the report of what was already removed
+        report.error(str(root), exc, doing="read")
     finally:
         os.close(rfd)
     return report
@@ -296,8 +531,8 @@ def _one_upload(rfd: int, name: str, *, cutoff: datetime, dry_run: bool, report:
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=rfd)
     except OSError as exc:
-        if exc.errno not in (errno.ELOOP, errno.ENOENT, errno.ENOTDIR):
-            report.error(name, exc)
+        if exc.errno not in _GONE:
+            report.error(name, exc, doing="open")
         return
     try:
         if not _try_lock(fd):
@@ -305,15 +540,16 @@ def _one_upload(rfd: int, name: str, *, cutoff: datetime, dry_run: bool, report:
         st = os.fstat(fd)
         if not is_older(mtime_utc(st), cutoff):
             return
-        size = _all_older(fd, cutoff)
+        size = _old_tree_size(fd, name, cutoff, report)
         if size is None:
             return
         if not dry_run:
-            failed = _remove_tree(fd, name, report)
-            if failed:
+            if _remove_tree(fd, name, report):
                 return
             try:
                 os.rmdir(name, dir_fd=rfd)
+            except FileNotFoundError:
+                pass
             except OSError as exc:
                 report.error(name + "/", exc)
                 return
@@ -324,51 +560,96 @@ def _one_upload(rfd: int, name: str, *, cutoff: datetime, dry_run: bool, report:
     report.items.append(name)
 
 
-def _all_older(dfd: int, cutoff: datetime) -> int | None:
-    """Total size if every entry below (not following links) is older than cutoff, else None."""
+def _old_tree_size(fd: int, rel: str, cutoff: datetime, report: SourceReport) -> int | None:
+    """Total size of the regular files below fd when every entry (links not followed) is old.
+
+    None keeps the upload: one entry is fresh, or a part cannot be read or is too deep
+    to judge (reported as an error).
+    """
     total = 0
-    with os.scandir(dfd) as it:
-        for entry in it:
-            st = entry.stat(follow_symlinks=False)
+    stack: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []  # directories opened here
+    path = rel
+    try:
+        here: tuple[int, str, Iterator[os.DirEntry[str]]] = (fd, rel, iter(_listing(fd)))
+        while True:
+            dfd, drel, entries = stack[-1] if stack else here
+            entry = next(entries, None)
+            if entry is None:
+                if not stack:
+                    return total
+                os.close(stack.pop()[0])
+                continue
+            path = f"{drel}/{entry.name}"
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
             if not is_older(mtime_utc(st), cutoff):
                 return None
             if stat.S_ISDIR(st.st_mode):
-                try:
-                    sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dfd)
-                except OSError:
+                if len(stack) >= MAX_DEPTH:
+                    report.error(path, _too_deep(), doing="enter")
                     return None
                 try:
-                    size = _all_older(sub, cutoff)
-                finally:
-                    os.close(sub)
-                if size is None:
-                    return None
-                total += size
+                    sub, listing = _open_listed(entry.name, dfd)
+                except OSError as exc:
+                    if exc.errno not in _GONE:
+                        raise
+                    return None  # changed under us: judge it next run
+                stack.append((sub, path, listing))
             elif stat.S_ISREG(st.st_mode):
                 total += st.st_size
-    return total
+    except OSError as exc:
+        report.error(path, exc, doing="read")
+        return None
+    finally:
+        for sub, _, _ in stack:
+            os.close(sub)
 
 
-def _remove_tree(dfd: int, rel: str, report: SourceReport) -> int:
-    """Remove everything inside dfd (links are unlinked, never followed). Returns failures."""
+def _remove_tree(fd: int, rel: str, report: SourceReport) -> int:
+    """Remove everything inside fd (links are unlinked, never followed). Returns failures."""
     failures = 0
-    with os.scandir(dfd) as it:
-        entries = list(it)
-    for entry in entries:
-        path = f"{rel}/{entry.name}"
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dfd)
+    try:
+        top = (fd, rel, "", iter(_listing(fd)))
+    except OSError as exc:
+        report.error(rel, exc, doing="read")
+        return 1
+    stack: list[tuple[int, str, str, Iterator[os.DirEntry[str]]]] = []  # directories opened here
+    try:
+        while True:
+            dfd, drel, _, entries = stack[-1] if stack else top
+            entry = next(entries, None)
+            if entry is None:
+                if not stack:
+                    return failures
+                sub, srel, sname, _ = stack.pop()
+                os.close(sub)
+                parent = stack[-1][0] if stack else fd
                 try:
-                    failures += _remove_tree(sub, path, report)
-                finally:
-                    os.close(sub)
-                os.rmdir(entry.name, dir_fd=dfd)
-            else:
-                os.unlink(entry.name, dir_fd=dfd)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            failures += 1
-            report.error(path, exc)
-    return failures
+                    os.rmdir(sname, dir_fd=parent)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    failures += 1
+                    report.error(srel + "/", exc)
+                continue
+            path = f"{drel}/{entry.name}"
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if len(stack) >= MAX_DEPTH:
+                        failures += 1
+                        report.error(path, _too_deep(), doing="enter")
+                        continue
+                    sub, listing = _open_listed(entry.name, dfd)
+                    stack.append((sub, path, entry.name, listing))
+                else:
+                    os.unlink(entry.name, dir_fd=dfd)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                failures += 1
+                report.error(path, exc)
+    finally:
+        for sub, _, _, _ in stack:
+            os.close(sub)

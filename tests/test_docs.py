@@ -53,7 +53,28 @@ def test_ci_runs_the_readme_setup_commands():
     ci = (ROOT / ".ci" / "run").read_text()
     assert blocks[1] in ci, "CI must run the README's test command verbatim"
     install = blocks[0].split(" && .venv/bin/eventctl")[0]
-    assert "pip install" in install and "create --name" in blocks[0] and "current --page" in blocks[0]
+    assert "pip install" in install and "apply examples/" in blocks[0] and "current --page" in blocks[0]
+
+
+def test_the_setup_command_succeeds_every_time(tmp_path):
+    """The README's first command, minus the install, run twice (and from a second checkout): exit 0 each time."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    block = re.findall(r"```sh\n(python3 -m venv .*?)\n```", README)[0]
+    run_part = " && ".join(p for p in block.split(" && ") if p.startswith(".venv/bin/eventctl"))
+    script = run_part.replace(".venv/bin/eventctl", f"{sys.executable} -m eventctl")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")  # the same user's default database for both checkouts
+    for checkout in ("one", "one", "two"):
+        where = tmp_path / checkout
+        if not where.exists():
+            shutil.copytree(ROOT / "examples", where / "examples")
+        r = subprocess.run(["bash", "-c", script], cwd=where, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (checkout, r.stderr)
+        assert '"name": "Audio review (standing)"' in r.stdout
 
 
 def test_worked_example_runs_as_written(tmp_path):
@@ -65,11 +86,14 @@ def test_worked_example_runs_as_written(tmp_path):
     script = re.search(r"```sh\n(.*?)```", block, re.S).group(1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
     env.update(PATH=f"{os.path.dirname(sys.executable)}:{env.get('PATH', '')}", XDG_DATA_HOME=str(tmp_path / "d"))
-    setup = "eventctl create --name 'Audio week' --page /review/audio --media-type audio >/dev/null\n"
+    import shutil
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    setup = "eventctl apply examples/campaigns.yaml >/dev/null\n"
     r = subprocess.run(
         ["bash", "-c", setup + script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert r.returncode == 0, r.stderr
-    assert '"name": "Telugu audio week"' in r.stdout  # current --at inside the campaign
+    assert '"name": "Telugu audio sprint"' in r.stdout  # current --at inside the campaign
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "overlaps" in errors[0], r.stderr  # only the refusal the example shows

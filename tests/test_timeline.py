@@ -227,8 +227,11 @@ def test_render_columns_now_mark_overlap_default_and_live(picture):
     assert style("Def1", 5).color != red.color
     assert cells("Camp")[30:50] == "█" * 20 and style("Camp", 40).color != red.color
     # the live event highlighted: green bold bar and a ● in its label
-    assert style("Clipped", 0) == green or (style("Clipped", 0).color == green.color and style("Clipped", 0).bold)
+    assert all(style("Clipped", col).color == green.color and style("Clipped", col).bold for col in range(5))
     assert by_uid[NAMES["Clipped"]].plain.startswith("● Clipped")
+    assert green.color.name == "green" and style("Audio", 15).color != green.color
+    # a live default (nothing else live on /q) is marked too, and stays a band
+    assert by_uid[NAMES["Def1"]].plain.startswith("● Def1") and style("Def1", 5).bold
     assert not by_uid[NAMES["Audio"]].plain.startswith("●")
     # the now mark: ▼ on the axis line at column 2, │ in rows that leave it empty
     axis_line = next(line for line in lines if "┬" in line.plain)
@@ -371,7 +374,10 @@ def test_svg_has_the_event_names(cli, engine, fixed_clock, tmp_path):
     for name in SHOWN_P + SHOWN_Q:
         assert name in document and name in drawn
     assert "Off" not in drawn
-    assert "#ff" in document.lower() or "#cc" in document.lower() or "fill" in document  # coloured
+    from rich.color import Color
+    from rich.terminal_theme import SVG_EXPORT_THEME
+
+    assert Color.parse("red").get_truecolor(SVG_EXPORT_THEME).hex in document  # the conflict colour is drawn
     # --svg with --json: the JSON on stdout, the SVG in the file
     out.unlink()
     r = cli("timeline", *AXIS, "--svg", str(out), "--json")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated, Any
 
 import typer
 
-from eventctl.cli._common import JsonOpt, console, emit_json, fail, handle_errors, state
+from eventctl.cli._common import JsonOpt, console, fail, handle_errors, state
 
 
 def cleanup(
@@ -38,7 +39,8 @@ def cleanup(
 ) -> None:
     """Delete expired events, old uploads and abandoned chunk uploads."""
     from eventctl import maintenance as m
-    from eventctl.config import override
+    from eventctl.config import default_actor, override
+    from eventctl.text import for_terminal
     from eventctl.timeparse import isoformat, utcnow
 
     st = state(ctx)
@@ -52,34 +54,68 @@ def cleanup(
     chunks = m.check_dir(settings.chunks_dir, "--chunks-dir")
     cutoff = m.cutoff_for(settings.retention, utcnow())
     engine = None if skip_events else st.engine()
+    actor = default_actor(settings)
 
-    with _progress(enabled=not json_ and sys.stderr.isatty()) as (advance, set_total):
-        reports: dict[str, m.SourceReport] = {}
-        reports["events"] = (
-            m.cleanup_events(engine, cutoff=cutoff, dry_run=dry_run) if engine else m.SourceReport(skipped=True)
-        )
-        reports["uploads"] = (
-            m.cleanup_uploads(uploads, cutoff=cutoff, dry_run=dry_run, progress=advance)
-            if uploads
-            else m.SourceReport(skipped=True)
-        )
-        reports["chunks"] = (
-            m.cleanup_chunks(chunks, cutoff=cutoff, dry_run=dry_run, progress=advance, total=set_total)
-            if chunks
-            else m.SourceReport(skipped=True)
-        )
+    reports: dict[str, m.SourceReport] = {}
+    try:
+        with _progress(enabled=not json_ and sys.stderr.isatty()) as (advance, set_total):
+            reports["events"] = (
+                m.cleanup_events(engine, cutoff=cutoff, dry_run=dry_run, actor=actor, progress=advance)
+                if engine
+                else m.SourceReport(skipped=True)
+            )
+            reports["uploads"] = (
+                m.cleanup_uploads(uploads, cutoff=cutoff, dry_run=dry_run, progress=advance)
+                if uploads
+                else m.SourceReport(skipped=True)
+            )
+            reports["chunks"] = (
+                m.cleanup_chunks(chunks, cutoff=cutoff, dry_run=dry_run, progress=advance, total=set_total)
+                if chunks
+                else m.SourceReport(skipped=True)
+            )
 
-    if json_:
-        emit_json(
-            {"cutoff": isoformat(cutoff), "dry_run": dry_run, "sources": {k: r.to_json() for k, r in reports.items()}}
-        )
-    else:
-        _print_summary(reports, cutoff=isoformat(cutoff) or "", dry_run=dry_run)
-    messages = [msg for r in reports.values() for msg in r.error_messages]
-    for msg in messages[:50]:
-        typer.echo(f"Error: cannot remove {msg}.", err=True)
-    if messages:
-        raise fail(f"{len(messages)} item(s) could not be removed; the rest were processed.", 1)
+        if json_:
+            _write_json(sys.stdout, cutoff=isoformat(cutoff) or "", dry_run=dry_run, reports=reports)
+        else:
+            _print_summary(reports, cutoff=isoformat(cutoff) or "", dry_run=dry_run)
+    finally:
+        for report in reports.values():
+            report.close()
+    errors = sum(r.errors for r in reports.values())
+    for source, r in reports.items():
+        for msg in r.error_messages:
+            typer.echo(f"Error: {source}: {for_terminal(msg).rstrip('.')}.", err=True)
+        if r.errors > len(r.error_messages):
+            typer.echo(f"Error: {source}: and {r.errors - len(r.error_messages)} more errors.", err=True)
+    if errors:
+        raise fail(f"{errors} item(s) could not be read or removed; the rest were processed.", 1)
+
+
+def _json_string(text: str) -> str:
+    """A JSON string; a file name that is not UTF-8 is written with \\u escapes (it round-trips)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(text)
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _write_json(out: Any, *, cutoff: str, dry_run: bool, reports: dict[str, Any]) -> None:
+    """The --json document, the items streamed one by one (the same text as json.dumps(indent=2))."""
+    out.write(f'{{\n  "cutoff": {json.dumps(cutoff)},\n  "dry_run": {json.dumps(dry_run)},\n  "sources": {{')
+    for i, (source, r) in enumerate(reports.items()):
+        out.write(f"{',' if i else ''}\n    {json.dumps(source)}: {{")
+        for key, value in r.summary().items():
+            out.write(f"\n      {json.dumps(key)}: {json.dumps(value)},")
+        out.write('\n      "items": [')
+        first = True
+        for item in r.items:
+            out.write(f"{'' if first else ','}\n        {_json_string(item)}")
+            first = False
+        out.write("]" if first else "\n      ]")
+        out.write("\n    }")
+    out.write("\n  }\n}\n")
 
 
 class _progress:
@@ -123,11 +159,13 @@ class _progress:
 def _print_summary(reports: dict[str, Any], *, cutoff: str, dry_run: bool) -> None:
     from rich.table import Table
 
+    from eventctl.text import for_terminal
+
     out = console()
-    if dry_run:
+    if dry_run:  # one line per item, control characters escaped: a file name cannot forge a line
         for source, r in reports.items():
-            for item in sorted(r.items):
-                out.print(f"would remove {source}: {item}", markup=False)
+            for item in r.items:
+                sys.stdout.write(f"would remove {source}: {for_terminal(item)}\n")
     table = Table(title=f"cleanup{' (dry run)' if dry_run else ''}: older than {cutoff}", title_justify="left")
     for col in ("source", "scanned", "removed" if not dry_run else "would remove", "bytes freed", "errors"):
         table.add_column(col, justify="left" if col == "source" else "right")
