@@ -9,6 +9,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from eventctl.errors import Conflict, InvalidInput, NotFound, Unauthorized
@@ -43,8 +44,18 @@ def create_token(session: Session, *, name: str, now: datetime) -> str:
         session.delete(existing)
         session.flush()
     session.add(ApiToken(name=name, prefix=f"{TOKEN_PREFIX}{ident}", token_hash=_hash(token), created_at=now))
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # another `token create NAME` committed between our read and our insert
+        raise Conflict(f"A token named {name!r} already exists; revoke it first.", []) from None
     return token
+
+
+def get_token(session: Session, *, name: str) -> ApiToken:
+    row = session.get(ApiToken, check_name(name))
+    if row is None:
+        raise NotFound(f"No token is named {name.strip()[:100]!r}.")
+    return row
 
 
 def list_tokens(session: Session) -> list[ApiToken]:
@@ -52,9 +63,7 @@ def list_tokens(session: Session) -> list[ApiToken]:
 
 
 def revoke_token(session: Session, *, name: str, now: datetime) -> ApiToken:
-    row = session.get(ApiToken, name.strip())
-    if row is None:
-        raise NotFound(f"No token is named {name.strip()!r}.")
+    row = get_token(session, name=name)
     if row.revoked_at is None:
         row.revoked_at = now
         session.add(row)

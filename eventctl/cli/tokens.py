@@ -15,14 +15,20 @@ NameArg = Annotated[str, typer.Argument(help="Token name (letters, digits, . _ -
 
 @app.command("create")
 @handle_errors
-def create(ctx: typer.Context, name: NameArg) -> None:
+def create(ctx: typer.Context, name: NameArg, json_: JsonOpt = False) -> None:
     """Make a token. Prints it alone on stdout, once; it cannot be shown again."""
     from eventctl import tokens as core
-    from eventctl.db import write_session
+    from eventctl.db import read_session, write_session
     from eventctl.timeparse import utcnow
 
-    with write_session(state(ctx).engine()) as session:
+    engine = state(ctx).engine()
+    with write_session(engine) as session:
         token = core.create_token(session, name=name, now=utcnow())
+    if json_:
+        with read_session(engine) as session:
+            row = core.get_token(session, name=name)
+        emit_json({**core.token_to_json(row), "token": token})
+        return
     typer.echo(token)
     note(f"Token {name.strip()!r} created. Store it now: only its hash is kept.")
 

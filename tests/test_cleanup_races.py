@@ -1,0 +1,272 @@
+"""cleanup under concurrency (SPEC §5, issue 8 items 1 and 8), with real connections and processes.
+
+- An event revived (its end moved to 2099) between a batch's SELECT and its DELETE
+  is never deleted: the DELETE re-checks its condition in SQL.
+- Two cleanups at once both exit 0 and together delete each event once (one audit
+  entry each).
+
+Each race test has a twin that swaps the re-check for ``true`` (the old behaviour)
+and asserts the same harness catches it: the tests fail with the fix reverted.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from conftest import count_rows
+
+PG_ONLY = [pytest.param("postgresql", marks=pytest.mark.postgres)]
+REVIVED_END = datetime(2099, 1, 1, tzinfo=UTC)
+HOOK_ROUNDS = 25  # rounds of the deterministic race (PostgreSQL), 3 batches each
+THREAD_ROUNDS = 15  # rounds of the free-running race, per database
+PROCESS_ROUNDS = 3  # rounds of two cleanup processes at once, per database
+
+
+def insert_expired(engine: sa.Engine, n: int, *, tag: str = "e", days_ago: int = 30) -> list[str]:
+    """n expired events, each on its own page (a revived one overlaps nothing), in one statement."""
+    end = (datetime.now(UTC) - timedelta(days=days_ago)).replace(tzinfo=None).isoformat(sep=" ")
+    sqlite = engine.dialect.name == "sqlite"
+    uids = [uuid.uuid4() for _ in range(n)]
+    rows = [
+        {"u": u.hex if sqlite else str(u), "n": f"{tag}{i}", "p": f"/race/{tag}/{u.hex[:12]}", "e": end}
+        for i, u in enumerate(uids)
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                'INSERT INTO events (uid, name, page_context, filters, "limit", is_active, is_default, start_date, '
+                "end_date, created_by, created_at, updated_at) "
+                "VALUES (:u, :n, :p, '{}', 20, true, false, NULL, :e, 'seed', '2020-01-01 00:00:00', "
+                "'2020-01-01 00:00:00')"
+            ),
+            rows,
+        )
+    return [str(u) for u in uids]
+
+
+def existing(engine: sa.Engine) -> set[str]:
+    from eventctl.db import read_session
+    from eventctl.models import Event
+
+    with read_session(engine) as session:
+        return {str(uid) for uid in session.execute(sa.select(Event.uid)).scalars()}
+
+
+def audit_deletes(engine: sa.Engine, uids: list[str]) -> list[tuple[str, str]]:
+    """(uid, via) of every delete entry about these events."""
+    from eventctl.db import read_session
+    from eventctl.models import AuditEntry
+
+    wanted = {uuid.UUID(u) for u in uids}
+    with read_session(engine) as session:
+        rows = session.execute(sa.select(AuditEntry.uid, AuditEntry.via).where(AuditEntry.action == "delete")).all()
+    return [(str(uid), via) for uid, via in rows if uid in wanted]
+
+
+def revive(engine: sa.Engine, uid: str) -> bool:
+    """Move the event's end to 2099 through the core (as `update` and PUT do); False if it is gone."""
+    from eventctl.db import write_session
+    from eventctl.errors import NotFound
+    from eventctl.events import update_event
+    from eventctl.shapes import EventUpdate
+
+    try:
+        with write_session(engine) as session:
+            update_event(session, ref=uid, changes=EventUpdate(end_date=REVIVED_END), actor="reviver", via="cli")
+        return True
+    except NotFound:
+        return False
+
+
+def run_cleanup(engine: sa.Engine, *, batch_size: int):
+    from eventctl.maintenance import cleanup_events
+
+    report = cleanup_events(
+        engine, cutoff=datetime.now(UTC) - timedelta(days=7), dry_run=False, actor="cleaner", batch_size=batch_size
+    )
+    try:
+        return report.removed, report.errors, report.error_messages, list(report.items)
+    finally:
+        report.close()
+
+
+# ---------------------------------------------------------------- revived between SELECT and DELETE
+
+
+def hook_race(db_url: str, monkeypatch: pytest.MonkeyPatch, rounds: int) -> list[str]:
+    """Each batch: between cleanup's SELECT and DELETE, another connection revives one planned
+    event and commits. Returns the revived events that cleanup deleted (must be none)."""
+    from eventctl import maintenance
+    from eventctl.db import make_engine
+
+    cleaner, other = make_engine(db_url), make_engine(db_url)
+    lost: list[str] = []
+    try:
+        for _ in range(rounds):
+            uids = insert_expired(cleaner, 9)
+            revived: list[str] = []
+
+            def between(planned: list[uuid.UUID], revived: list[str] = revived) -> None:
+                target = str(random.choice(planned))
+                assert revive(other, target)  # committed by another connection, mid-batch
+                revived.append(target)
+
+            monkeypatch.setattr(maintenance, "_planned_batch", between)
+            removed, errors, messages, items = run_cleanup(cleaner, batch_size=3)
+            assert errors == 0, messages
+            assert len(revived) == 3
+            left = existing(cleaner)
+            lost += [u for u in revived if u not in left]
+            if not lost:
+                assert left >= set(revived)
+                assert removed == 6 and sorted(items) == sorted(set(uids) - set(revived))
+                assert sorted(u for u, _ in audit_deletes(cleaner, uids)) == sorted(items)
+            monkeypatch.undo()
+            with cleaner.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM events")
+    finally:
+        cleaner.dispose()
+        other.dispose()
+    return lost
+
+
+@pytest.mark.parametrize("backend", PG_ONLY)
+def test_event_revived_between_select_and_delete_is_kept(db_url, monkeypatch):
+    assert hook_race(db_url, monkeypatch, HOOK_ROUNDS) == []
+
+
+@pytest.mark.parametrize("backend", PG_ONLY)
+def test_hook_race_catches_a_delete_without_recheck(db_url, monkeypatch):
+    """The same harness with the re-check removed (the old code's DELETE): every revived event is lost."""
+    from eventctl import maintenance
+
+    monkeypatch.setattr(maintenance, "_recheck", lambda dialect, cutoff: sa.true())
+    with monkeypatch.context() as m:
+        lost = hook_race(db_url, m, 2)
+    assert len(lost) == 6
+
+
+def thread_race(db_url: str, monkeypatch: pytest.MonkeyPatch, rounds: int) -> tuple[list[str], int]:
+    """A reviver thread revives every event, in random order, while cleanup runs (its window
+    between SELECT and DELETE widened by 3 ms). Returns (revived events that were deleted,
+    how many revives committed)."""
+    from eventctl import maintenance
+    from eventctl.db import make_engine
+
+    monkeypatch.setattr(maintenance, "_planned_batch", lambda planned: time.sleep(0.003))
+    cleaner, other = make_engine(db_url), make_engine(db_url)
+    lost: list[str] = []
+    revives = 0
+    try:
+        for _ in range(rounds):
+            uids = insert_expired(cleaner, 40)
+            order = random.sample(uids, len(uids))
+            revived: list[str] = []
+            start = threading.Barrier(2)
+            failures: list[BaseException] = []
+
+            def reviver(order: list[str] = order, revived: list[str] = revived) -> None:
+                try:
+                    start.wait()
+                    for uid in order:
+                        if revive(other, uid):
+                            revived.append(uid)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+                    failures.append(exc)
+
+            thread = threading.Thread(target=reviver)
+            thread.start()
+            start.wait()
+            removed, errors, messages, items = run_cleanup(cleaner, batch_size=4)
+            thread.join(60)
+            assert not failures, failures
+            assert errors == 0, messages
+            left = existing(cleaner)
+            lost += [u for u in revived if u not in left]
+            revives += len(revived)
+            # every event is either revived (and kept) or deleted once, with its one audit entry
+            assert len(left) + removed == len(uids)
+            deletes = audit_deletes(cleaner, uids)
+            assert sorted(u for u, _ in deletes) == sorted(items) == sorted(set(uids) - left)
+            with cleaner.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM events")
+    finally:
+        cleaner.dispose()
+        other.dispose()
+    return lost, revives
+
+
+def test_event_revived_while_cleanup_runs_is_kept(db_url, monkeypatch):
+    lost, revives = thread_race(db_url, monkeypatch, THREAD_ROUNDS)
+    assert lost == []
+    assert revives > 0  # the two really ran at the same time
+
+
+@pytest.mark.parametrize("backend", PG_ONLY)
+def test_thread_race_catches_a_delete_without_recheck(db_url, monkeypatch):
+    from eventctl import maintenance
+
+    monkeypatch.setattr(maintenance, "_recheck", lambda dialect, cutoff: sa.true())
+    lost, _ = thread_race(db_url, monkeypatch, THREAD_ROUNDS)
+    assert lost, "the free-running race did not catch a cleanup without the re-check"
+
+
+# ---------------------------------------------------------------- two cleanup processes
+
+
+CLEANUP_PROCESS = """\
+import os, sys, time
+from eventctl import maintenance
+maintenance.EVENT_BATCH = 250
+maintenance._planned_batch = lambda planned: time.sleep(0.02)  # keep the two runs overlapping
+go = sys.argv[1]
+while not os.path.exists(go):
+    time.sleep(0.002)
+sys.argv = ["eventctl", "cleanup", "--json"]
+from eventctl.cli import main
+main()
+"""
+
+
+def test_two_cleanups_at_once_both_succeed_and_remove_each_event_once(db_url, engine, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
+    env["EVENTCTL_DATABASE_URL"] = db_url
+    env["EVENTCTL_ACTOR"] = "ops"
+    for round_ in range(PROCESS_ROUNDS):
+        uids = insert_expired(engine, 2000, tag=f"r{round_}")
+        go = tmp_path / f"go{round_}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", CLEANUP_PROCESS, str(go)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        time.sleep(1.5)  # both interpreters import eventctl and wait for the signal
+        go.touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+        for p, (out, err) in zip(procs, outs, strict=True):
+            assert p.returncode == 0, err
+            assert "changed during cleanup" not in err and "Traceback" not in err
+        import json
+
+        removed = [json.loads(out)["sources"]["events"]["removed"] for out, _ in outs]
+        items = [u for out, _ in outs for u in json.loads(out)["sources"]["events"]["items"]]
+        assert sum(removed) == len(uids) and sorted(items) == sorted(uids), removed
+        deletes = audit_deletes(engine, uids)
+        assert sorted(u for u, _ in deletes) == sorted(uids)  # exactly one entry per event
+        assert {via for _, via in deletes} == {"cleanup"}
+        assert count_rows(db_url) == 0
