@@ -22,7 +22,7 @@ from sqlmodel import Session, col, func, select
 
 from eventctl.errors import EventctlError, InvalidInput, Unauthorized
 from eventctl.models import Category
-from eventctl.text import check_text, for_terminal
+from eventctl.text import excerpt, check_text, for_terminal
 
 if TYPE_CHECKING:
     import httpx
@@ -68,9 +68,11 @@ def resolve_category_refs(session: Session, refs: list[str]) -> list[str]:
             continue
         except ValueError:
             pass
-        found = session.exec(select(Category.uid).where(Category.name == text)).first()
+        found = None
+        if len(text) <= 200 and text.isprintable():  # no name holds more (or control characters, surrogates)
+            found = session.exec(select(Category.uid).where(Category.name == text)).first()
         if found is None:
-            raise InvalidInput(f"--category {text!r} is neither a UUID nor the name of a known category.")
+            raise InvalidInput(f"--category {excerpt(text)} is neither a UUID nor the name of a known category.")
         out.append(str(found))
     return out
 

@@ -20,12 +20,14 @@ from eventctl.db import time_expr, time_param
 from eventctl.errors import Conflict, InvalidInput, NotFound, OverlapConflict
 from eventctl.models import STATUS_CHOICES, ChangeCounter, Event, event_fields, status_at
 from eventctl.routes import require_route
+from eventctl.text import excerpt
 from eventctl.timeparse import as_utc, utcnow
 
 if TYPE_CHECKING:
     from eventctl.shapes import EventCreate, EventUpdate
 
 MIN_PREFIX = 8
+MAX_ROWS = 2**62  # any offset or limit beyond this is a typo, and would not fit the databases' integers
 # pg_advisory_xact_lock(class, key): our class id keeps clear of other apps' locks.
 _LOCK_CLASS = 0x45564E54  # "EVNT"
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -50,9 +52,9 @@ def uid_key(ref: str) -> str:
     """A uid or uid prefix as lower-case hex without dashes, or InvalidInput."""
     key = ref.strip().lower().replace("-", "")
     if not _HEX.match(key) or len(key) > 32:
-        raise InvalidInput(f"{ref.strip()[:40]!r} is not a uid or uid prefix (hex digits).")
+        raise InvalidInput(f"{excerpt(ref)} is not a uid or uid prefix (hex digits).")
     if len(key) < MIN_PREFIX:
-        raise InvalidInput(f"A uid prefix needs at least {MIN_PREFIX} hex digits; {ref.strip()!r} has {len(key)}.")
+        raise InvalidInput(f"A uid prefix needs at least {MIN_PREFIX} hex digits; {excerpt(ref)} has {len(key)}.")
     return key
 
 
@@ -67,9 +69,9 @@ def get_event(session: Session, *, ref: str) -> Event:
     text_uid = sa.func.replace(sa.cast(col(Event.uid), sa.String), "-", "")
     found = session.exec(select(Event).where(text_uid.like(key + "%")).limit(5)).all()
     if not found:
-        raise NotFound(f"No event uid starts with {ref.strip()!r}.")
+        raise NotFound(f"No event uid starts with {excerpt(ref)}.")
     if len(found) > 1:
-        raise InvalidInput(f"The uid prefix {ref.strip()!r} matches several events; give more digits.")
+        raise InvalidInput(f"The uid prefix {excerpt(ref)} matches several events; give more digits.")
     return found[0]
 
 
@@ -89,7 +91,7 @@ def _status_clause(session: Session, status: str, at: datetime) -> Any:
         return sa.and_(active, started, col(Event.end_date).is_not(None), end <= now)
     if status == "live":
         return _live_clause(session, at)
-    raise InvalidInput(f"Unknown status {status!r}; use one of {', '.join(STATUS_CHOICES)}.")
+    raise InvalidInput(f"Unknown status {excerpt(status)}; use one of {', '.join(STATUS_CHOICES)}.")
 
 
 def _live_clause(session: Session, at: datetime) -> Any:
@@ -109,7 +111,7 @@ def check_status(status: str) -> str:
     """A status filter (live, scheduled, expired, inactive, all), or InvalidInput."""
     value = status.strip().lower()
     if value not in STATUS_CHOICES:
-        raise InvalidInput(f"Unknown status {status[:40]!r}; use one of {', '.join(STATUS_CHOICES)}.")
+        raise InvalidInput(f"Unknown status {excerpt(status)}; use one of {', '.join(STATUS_CHOICES)}.")
     return value
 
 
@@ -124,8 +126,8 @@ def list_query(
     at: datetime,
 ) -> Any:
     """The query behind ``list``: newest first, optionally one page, one status, active or not."""
-    if offset < 0 or (limit is not None and limit < 1):
-        raise InvalidInput("The offset must be 0 or more and the limit 1 or more.")
+    if not 0 <= offset <= MAX_ROWS or (limit is not None and not 1 <= limit <= MAX_ROWS):
+        raise InvalidInput(f"The offset must be 0 to {MAX_ROWS} and the limit 1 to {MAX_ROWS}.")
     query = select(Event)
     if page is not None:
         query = query.where(Event.page_context == require_route(page))
@@ -182,9 +184,9 @@ def resolve_uid_with_history(session: Session, *, ref: str) -> uuid.UUID:
     text_uid = sa.func.replace(sa.cast(col(AuditEntry.uid), sa.String), "-", "")
     found = list(session.exec(select(AuditEntry.uid).where(text_uid.like(key + "%")).distinct().limit(2)))
     if not found:
-        raise NotFound(f"No event or audit entry has a uid starting with {ref.strip()[:40]!r}.")
+        raise NotFound(f"No event or audit entry has a uid starting with {excerpt(ref)}.")
     if len(found) > 1:
-        raise InvalidInput(f"The uid prefix {ref.strip()[:40]!r} matches several events; give more digits.")
+        raise InvalidInput(f"The uid prefix {excerpt(ref)} matches several events; give more digits.")
     return found[0]
 
 

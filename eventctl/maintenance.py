@@ -279,8 +279,13 @@ def cleanup_events(
             if progress:
                 progress("events", len(gone))
     except Exception as exc:  # noqa: BLE001 - reported as this source's error; the rest goes on
-        converted = exc if isinstance(exc, EventctlError) else convert_db_error(exc)
-        report.error("events", converted.cli_message(), doing="delete" if not dry_run else "read")
+        if isinstance(exc, EventctlError):
+            reason = exc.cli_message()
+        elif isinstance(exc, sa.exc.SQLAlchemyError):
+            reason = convert_db_error(exc).cli_message()
+        else:
+            reason = f"unexpected failure: {_reason(exc)}"
+        report.error("events", reason, doing="read" if dry_run else "delete")
     return report
 
 
@@ -313,7 +318,7 @@ def _event_batch(
         if dry_run or not planned:
             return rows[-1][0], planned
         _planned_batch(planned)
-        table = Event.__table__
+        table: sa.Table = Event.__table__  # type: ignore[attr-defined]
         gone = session.execute(
             sa.delete(table).where(table.c.uid.in_(planned), _recheck(dialect, cutoff)).returning(*table.c)
         ).all()
@@ -337,7 +342,7 @@ def _audit_deletes(session: Any, dialect: str, befores: list[dict[str, Any]], *,
     from eventctl.models import VIAS, AuditEntry
 
     assert "cleanup" in VIAS
-    table = AuditEntry.__table__
+    table: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
     fixed = {"at": at, "actor": actor, "via": "cleanup", "action": "delete"}
     if dialect != "postgresql":
         session.execute(
@@ -590,7 +595,7 @@ def _one_upload(rfd: int, name: str, *, cutoff: datetime, dry_run: bool, report:
             try:
                 os.rmdir(name, dir_fd=rfd)
             except FileNotFoundError:
-                pass
+                return  # another cleanup removed it first: its item, not ours
             except OSError as exc:
                 report.error(name + "/", exc)
                 return

@@ -24,3 +24,10 @@ def for_terminal(value: object) -> str:
     text = str(value)
     text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def excerpt(value: object, limit: int = 60) -> str:
+    """A short, quoted, terminal-safe excerpt of user input for an error message."""
+    text = str(value).strip()
+    short = text[:limit] + ("…" if len(text) > limit else "")
+    return repr(short)

@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from eventctl.errors import InvalidInput
+from eventctl.text import excerpt
 
 _RELATIVE = re.compile(r"^([+-])\s*(\d{1,9})\s*([smhdw])$")
 _DURATION = re.compile(r"^(\d{1,9})\s*([smhdw])$")
@@ -31,18 +32,18 @@ def get_zone(name: str | None) -> tzinfo:
     try:
         return ZoneInfo(name.strip())
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidInput(f"Unknown time zone {name.strip()!r}; use an IANA name such as Europe/Berlin.") from None
+        raise InvalidInput(f"Unknown time zone {excerpt(name)}; use an IANA name such as Europe/Berlin.") from None
 
 
 def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     """``30m``, ``12h``, ``7d``, ``2w`` → timedelta (positive)."""
     match = _DURATION.match(text.strip().lower())
     if not match:
-        raise InvalidInput(f"Invalid {what} {text!r}; use a number and a unit, e.g. 30m, 12h, 7d or 2w.")
+        raise InvalidInput(f"Invalid {what} {excerpt(text)}; use a number and a unit, e.g. 30m, 12h, 7d or 2w.")
     try:
         return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     except OverflowError:
-        raise InvalidInput(f"The {what} {text.strip()[:40]!r} is out of range.") from None
+        raise InvalidInput(f"The {what} {excerpt(text)} is out of range.") from None
 
 
 def parse_time(text: str, *, zone: tzinfo = UTC, now: datetime | None = None, what: str = "time") -> datetime:
@@ -62,12 +63,12 @@ def parse_time(text: str, *, zone: tzinfo = UTC, now: datetime | None = None, wh
         try:
             return (now + delta).astimezone(UTC)
         except (OverflowError, ValueError):
-            raise InvalidInput(f"The {what} {raw[:40]!r} is out of range.") from None
+            raise InvalidInput(f"The {what} {excerpt(raw)} is out of range.") from None
     try:
         value = dparser.isoparse(raw)
     except (ValueError, OverflowError):
         raise InvalidInput(
-            f"Invalid {what} {text!r}; use ISO 8601 (2026-12-01T09:00, optionally with an offset), "
+            f"Invalid {what} {excerpt(text)}; use ISO 8601 (2026-12-01T09:00, optionally with an offset), "
             "'now' or +2h/-30m/+7d."
         ) from None
     if value.tzinfo is None:
@@ -76,15 +77,19 @@ def parse_time(text: str, *, zone: tzinfo = UTC, now: datetime | None = None, wh
             dtz.datetime_exists(value)
             dtz.datetime_ambiguous(value)
         except (OverflowError, ValueError):
-            raise InvalidInput(f"The {what} {raw[:40]!r} is out of range in {zone}.") from None
+            raise InvalidInput(f"The {what} {excerpt(raw)} is out of range in {zone}.") from None
         if not dtz.datetime_exists(value):
-            raise InvalidInput(f"The {what} {raw!r} does not exist in {zone} (a DST gap); give an explicit UTC offset.")
+            raise InvalidInput(
+                f"The {what} {excerpt(raw)} does not exist in {zone} (a DST gap); give an explicit UTC offset."
+            )
         if dtz.datetime_ambiguous(value):
-            raise InvalidInput(f"The {what} {raw!r} is ambiguous in {zone} (a DST fold); give an explicit UTC offset.")
+            raise InvalidInput(
+                f"The {what} {excerpt(raw)} is ambiguous in {zone} (a DST fold); give an explicit UTC offset."
+            )
     try:
         return value.astimezone(UTC)
     except (OverflowError, ValueError):
-        raise InvalidInput(f"The {what} {raw[:40]!r} is out of range.") from None
+        raise InvalidInput(f"The {what} {excerpt(raw)} is out of range.") from None
 
 
 def as_utc(value: datetime | None) -> datetime | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 import uuid
@@ -183,6 +184,7 @@ def test_unremovable_file_is_reported_rest_processed_exit_1(tree, monkeypatch):
     [
         (["--older-than", "soon"], "--older-than"),
         (["--older-than", "-1d"], "--older-than"),
+        (["--older-than", "999999999w"], "--older-than"),
         (["--uploads-dir", "/nonexistent/uploads"], "does not exist"),
         (["--chunks-dir", "/etc/hostname"], "not a directory"),
     ],
@@ -294,3 +296,381 @@ def test_cleanup_events_bumps_change_counter(db_url, engine):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version FROM eventctl_state").scalar_one() == before + 1
     assert count_rows(db_url) == 0
+
+
+# ---------------------------------------------------------------- events: batches, audit, counter
+
+
+def _insert_many(engine, n: int, *, days_ago: int = 30) -> list[str]:
+    """n expired events (each on its own page) in one executemany."""
+    end = (datetime.now(UTC) - timedelta(days=days_ago)).replace(tzinfo=None).isoformat(sep=" ")
+    sqlite = engine.dialect.name == "sqlite"
+    uids = sorted(uuid.uuid4() for _ in range(n))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                'INSERT INTO events (uid, name, page_context, filters, "limit", is_active, is_default, start_date, '
+                'end_date, created_by, created_at, updated_at) VALUES (:u, :n, :p, \'{"media_type": "audio"}\', '
+                "20, true, false, '2020-01-01 00:00:00', :e, 'sql', '2020-01-01 00:00:00', '2020-01-01 00:00:00')"
+            ),
+            [
+                {"u": u.hex if sqlite else str(u), "n": f"e{i}", "p": f"/many/{u.hex[:10]}", "e": end}
+                for i, u in enumerate(uids)
+            ],
+        )
+    return [str(u) for u in uids]
+
+
+def _version(engine) -> int:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT version FROM eventctl_state").scalar_one()
+
+
+def _cleanup_entries(engine, uids: list[str]) -> list:
+    from eventctl import audit
+    from eventctl.db import read_session
+
+    wanted = set(uids)
+    with read_session(engine) as session:
+        return [audit.entry_to_json(e) for e in audit.iter_history(session) if str(e.uid) in wanted]
+
+
+def test_more_expired_events_than_one_batch_all_go_in_batches(db_url, engine):
+    """2,500 events: three batches, three bumps of the change counter, every uid listed once."""
+    uids = _insert_many(engine, 2500)
+    live = _insert_naive(engine, end=datetime.now(UTC) + timedelta(days=3), name="live")
+    before = _version(engine)
+    r = make_cli(db_url)("cleanup", "--json")
+    assert r.exit_code == 0, r.stderr
+    events = r.json()["sources"]["events"]
+    assert (events["scanned"], events["removed"], events["errors"]) == (2501, 2500, 0)
+    assert events["items"] == uids  # uid order
+    assert count_rows(db_url) == 1 and live not in events["items"]
+    assert _version(engine) == before + 3
+
+
+def test_every_deleted_event_has_its_audit_entry(db_url, engine):
+    uids = _insert_many(engine, 3)
+    r = make_cli(db_url)("cleanup", env={"EVENTCTL_ACTOR": "ops-bot"})
+    assert r.exit_code == 0, r.stderr
+    entries = _cleanup_entries(engine, uids)
+    assert sorted(e["uid"] for e in entries) == uids
+    for e in entries:
+        assert (e["action"], e["via"], e["actor"], e["after"]) == ("delete", "cleanup", "ops-bot", None)
+        assert e["before"]["uid"] == e["uid"] and e["before"]["page_context"] == e["page_context"]
+        assert e["before"]["filters"] == {"media_type": "audio"}
+        assert e["before"]["start_date"] == "2020-01-01T00:00:00Z" and e["before"]["end_date"].endswith("Z")
+        assert set(e["before"]) == {
+            "uid", "name", "description", "page_context", "filters", "limit", "is_active", "is_default",
+            "start_date", "end_date",
+        }  # fmt: skip
+
+
+def test_audit_entry_is_the_one_a_plain_delete_writes(db_url, engine):
+    """cleanup writes the same entry (fields, JSON) as `eventctl delete` of the same event."""
+    a, b = _insert_many(engine, 2)
+    cli = make_cli(db_url)
+    assert cli("delete", a, "--yes", env={"EVENTCTL_ACTOR": "ops"}).exit_code == 0
+    assert cli("cleanup", env={"EVENTCTL_ACTOR": "ops"}).exit_code == 0
+    by_uid = {e["uid"]: e for e in _cleanup_entries(engine, [a, b])}
+    one, other = by_uid[a], by_uid[b]
+    assert one["via"] == "cli" and other["via"] == "cleanup"
+    for key in ("actor", "action", "after"):
+        assert one[key] == other[key]
+    skip = {"uid", "name", "page_context"}
+    assert {k: v for k, v in one["before"].items() if k not in skip} == {
+        k: v for k, v in other["before"].items() if k not in skip
+    }
+
+
+def test_actor_defaults_to_the_os_user(db_url, engine, monkeypatch):
+    uids = _insert_many(engine, 1)
+    monkeypatch.setenv("LOGNAME", "night-shift")
+    assert make_cli(db_url)("cleanup").exit_code == 0
+    assert [e["actor"] for e in _cleanup_entries(engine, uids)] == ["night-shift"]
+
+
+def test_a_batch_is_one_transaction_with_its_audit_entries(db_url, engine, monkeypatch):
+    """The audit write of the second batch fails: that batch's deletes roll back with it,
+    the first batch stays (deleted, audited, counted), and the report says so (exit 1)."""
+    from eventctl import maintenance
+
+    uids = _insert_many(engine, 5)
+    monkeypatch.setattr(maintenance, "EVENT_BATCH", 2)
+    real, calls = maintenance._audit_deletes, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise sa.exc.OperationalError("INSERT INTO eventctl_audit", {}, Exception("server closed the connection"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(maintenance, "_audit_deletes", failing)
+    before = _version(engine)
+    r = make_cli(db_url)("cleanup", "--json")
+    assert r.exit_code == 1
+    events = r.json()["sources"]["events"]
+    assert (events["removed"], events["errors"], events["items"]) == (2, 1, uids[:2])
+    assert "unavailable" in r.stderr and "Unexpected failure" not in r.stderr
+    assert count_rows(db_url) == 3
+    assert sorted(e["uid"] for e in _cleanup_entries(engine, uids)) == uids[:2]
+    assert _version(engine) == before + 1
+
+
+def test_dry_run_plans_events_and_changes_nothing(db_url, engine):
+    uids = _insert_many(engine, 3)
+    before = _version(engine)
+    r = make_cli(db_url)("cleanup", "--dry-run")
+    assert r.exit_code == 0, r.stderr
+    assert [line for line in r.stdout.splitlines() if line.startswith("would remove")] == [
+        f"would remove events: {u}" for u in uids
+    ]
+    assert count_rows(db_url) == 3 and _version(engine) == before
+    assert _cleanup_entries(engine, uids) == []
+
+
+# ---------------------------------------------------------------- hostile file names
+
+
+HOSTILE = "a\x1b[2Jb\x07\nforged: would remove uploads: passwd"
+
+
+def test_control_characters_in_file_names_are_escaped_for_people(tmp_path):
+    up = tmp_path / "up"
+    _file(up / HOSTILE, 10 * DAY)
+    _file(up / "plain.txt", 10 * DAY)
+    r = run("--uploads-dir", str(up), "--dry-run")
+    assert r.exit_code == 0, r.stderr
+    for raw in ("\x1b", "\x07"):
+        assert raw not in r.stdout
+    lines = r.stdout.splitlines()
+    assert "forged: would remove" not in [line[:21] for line in lines]
+    assert not any(line.startswith("forged") for line in lines)
+    assert "would remove uploads: a\\x1b[2Jb\\x07\\nforged: would remove uploads: passwd" in lines
+    assert "would remove uploads: plain.txt" in lines
+    # --json keeps the exact name (JSON escapes it)
+    doc = run("--uploads-dir", str(up), "--dry-run", "--json").json()
+    assert doc["sources"]["uploads"]["items"] == [HOSTILE, "plain.txt"]
+
+
+def test_control_characters_in_error_lines_are_escaped(tmp_path, monkeypatch):
+    up = tmp_path / "up"
+    _file(up / HOSTILE, 10 * DAY)
+    real_unlink = os.unlink
+
+    def failing_unlink(path, *, dir_fd=None):
+        if path == HOSTILE:
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", failing_unlink)
+    r = run("--uploads-dir", str(up))
+    assert r.exit_code == 1
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr
+    assert not any(line.startswith("forged") for line in r.stderr.splitlines())
+    assert "Error: uploads: cannot remove a\\x1b[2Jb\\x07\\nforged" in r.stderr
+    assert "bytes freed" in r.stdout  # the summary is printed all the same
+
+
+def test_file_name_that_is_not_utf8(tmp_path):
+    up = tmp_path / "up"
+    up.mkdir()
+    raw = os.path.join(os.fsencode(up), b"caf\xe9-\xff.bin")
+    with open(raw, "wb") as fh:
+        fh.write(b"x")
+    os.utime(raw, (time.time() - 10 * DAY,) * 2)
+    people = run("--uploads-dir", str(up), "--dry-run")
+    assert people.exit_code == 0, people.stderr
+    assert "would remove uploads: caf\\udce9-\\udcff.bin" in people.stdout.splitlines()
+    r = run("--uploads-dir", str(up), "--json")
+    assert r.exit_code == 0, r.stderr
+    (item,) = r.json()["sources"]["uploads"]["items"]
+    assert os.fsencode(item) == b"caf\xe9-\xff.bin"  # round-trips through surrogate escapes
+    assert not os.path.exists(raw)
+
+
+# ---------------------------------------------------------------- unreadable and too deep
+
+
+def test_unreadable_directories_are_errors_of_their_source_rest_processed(tree, monkeypatch):
+    up, ch, _ = tree
+    _file(ch / "bad_upload" / "sub" / "c0", 10 * DAY)
+    _age(ch / "bad_upload" / "sub", 10 * DAY)
+    _age(ch / "bad_upload", 10 * DAY)
+    _file(up / "closed" / "old.bin", 10 * DAY)
+    _age(up / "closed", 10 * DAY)
+    real = os.scandir
+    targets = {str(ch / "bad_upload" / "sub"), str(up / "closed")}
+
+    def scandir(path="."):
+        if isinstance(path, int) and os.readlink(f"/proc/self/fd/{path}") in targets:
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    r = run("--uploads-dir", str(up), "--chunks-dir", str(ch), "--json")
+    assert r.exit_code == 1, r.stderr
+    assert "Unexpected failure" not in r.stderr
+    doc = r.json()
+    assert doc["sources"]["uploads"]["errors"] == 1 and doc["sources"]["chunks"]["errors"] == 1
+    assert doc["sources"]["uploads"]["items"] == ["locked/old_locked.bin", *EXPECTED_UPLOADS]
+    assert doc["sources"]["chunks"]["items"] == ["all_old", "locked_upload"]
+    assert "Error: uploads: cannot read closed: Permission denied." in r.stderr
+    assert "Error: chunks: cannot read bad_upload/sub: Permission denied." in r.stderr
+    assert (ch / "bad_upload" / "sub" / "c0").exists() and (up / "closed" / "old.bin").exists()
+    assert "2 item(s) could not be read or removed" in r.stderr
+
+
+def _deep_chain(root: Path, levels: int) -> None:
+    """root/d/d/…/d (levels deep) with an old file at the bottom, built through dir fds; all of it old."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(levels):
+            os.mkdir("d", dir_fd=fd)
+            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        leaf = os.open("old.bin", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.close(leaf)
+        os.utime("old.bin", (time.time() - 10 * DAY,) * 2, dir_fd=fd)
+    finally:
+        os.close(fd)
+    for depth in range(levels, 0, -1):  # bottom up: creating a child refreshed its parent
+        _age(Path(os.path.join(root, *["d"] * depth)), 10 * DAY)
+
+
+def _remove_chain(root: Path, levels: int) -> None:
+    """Bottom up (shutil.rmtree recurses: 1,100 levels are too deep for it too)."""
+    for depth in range(levels, -1, -1):
+        path = os.path.join(root, *(["d"] * depth))
+        if not os.path.isdir(path):
+            continue
+        for name in os.listdir(path):
+            if name != "d":
+                os.unlink(os.path.join(path, name))
+        if depth:
+            os.rmdir(path)
+
+
+def test_tree_too_deep_is_an_error_of_its_source_rest_processed(tree):
+    """1,100 levels: the old recursive walk died with RecursionError ("Unexpected failure", no report)."""
+    from eventctl.maintenance import MAX_DEPTH
+
+    up, ch, _ = tree
+    levels = 1100
+    _deep_chain(up / "deep", levels)
+    _deep_chain(ch / "deep_upload", levels)
+    _age(ch / "deep_upload", 10 * DAY)
+    try:
+        r = run("--uploads-dir", str(up), "--chunks-dir", str(ch), "--json")
+        assert r.exit_code == 1, r.stderr
+        assert "Unexpected failure" not in r.stderr
+        doc = r.json()
+        assert doc["sources"]["uploads"]["errors"] == 1 and doc["sources"]["chunks"]["errors"] == 1
+        assert doc["sources"]["uploads"]["items"] == ["locked/old_locked.bin", *EXPECTED_UPLOADS]
+        assert doc["sources"]["chunks"]["items"] == ["all_old", "locked_upload"]
+        deep = "/".join(["deep", *["d"] * MAX_DEPTH])
+        assert f"Error: uploads: cannot enter {deep}: more than {MAX_DEPTH} directory levels deep" in r.stderr
+        assert "Error: chunks: cannot enter deep_upload/" in r.stderr
+        assert os.path.exists(os.path.join(up, "deep", *["d"] * levels, "old.bin"))
+        assert os.path.exists(os.path.join(ch, "deep_upload", *["d"] * levels, "old.bin"))
+    finally:
+        _remove_chain(up / "deep", levels)
+        _remove_chain(ch / "deep_upload", levels)
+
+
+def test_tree_within_the_depth_limit_is_processed_whole(tmp_path):
+    from eventctl.maintenance import MAX_DEPTH
+
+    up, ch = tmp_path / "up", tmp_path / "ch"
+    _deep_chain(up, MAX_DEPTH)
+    _deep_chain(ch / "upload", MAX_DEPTH - 1)
+    _age(ch / "upload", 10 * DAY)
+    r = run("--uploads-dir", str(up), "--chunks-dir", str(ch), "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = r.json()
+    assert doc["sources"]["uploads"]["items"] == ["/".join([*["d"] * MAX_DEPTH, "old.bin"])]
+    assert doc["sources"]["chunks"]["items"] == ["upload"]
+    assert os.listdir(up) == [] and os.listdir(ch) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX only")
+def test_unreadable_directories_for_real_without_dac_override(tmp_path):
+    """chmod 000 / 644 for real: run as an unprivileged user (setpriv when the tests run as root)."""
+    import pwd
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    as_root = os.geteuid() == 0
+    setpriv = shutil.which("setpriv")
+    if as_root and not setpriv:
+        pytest.skip("running as root without setpriv: cannot drop DAC override")
+    nobody = pwd.getpwnam("nobody") if as_root else None
+    base = Path(tempfile.mkdtemp(prefix="eventctl-perm-"))  # outside root's 0700 pytest dir
+    try:
+        up, ch = base / "up", base / "ch"
+        _file(up / "old.txt", 10 * DAY)
+        _file(up / "closed" / "inside.bin", 10 * DAY)
+        _file(up / "noexec" / "inside.bin", 10 * DAY)
+        _file(ch / "good" / "c0", 10 * DAY)
+        _file(ch / "bad" / "sub" / "c0", 10 * DAY)
+        _file(ch / "shut" / "c0", 10 * DAY)
+        for d in (up / "closed", up / "noexec", ch / "good", ch / "bad" / "sub", ch / "bad", ch / "shut"):
+            _age(d, 10 * DAY)
+        if nobody:
+            for dirpath, dirnames, filenames in os.walk(base):
+                for n in [dirpath, *(os.path.join(dirpath, x) for x in dirnames + filenames)]:
+                    os.chown(n, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+        os.chmod(base, 0o755)
+        os.chmod(up / "closed", 0o000)
+        os.chmod(up / "noexec", 0o644)
+        os.chmod(ch / "bad" / "sub", 0o644)
+        os.chmod(ch / "shut", 0o000)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
+        env["XDG_DATA_HOME"] = str(base / "xdg")
+        argv = [sys.executable, "-m", "eventctl", "cleanup", "--skip-events", "--json"]
+        argv += ["--uploads-dir", str(up), "--chunks-dir", str(ch)]
+        if nobody:
+            argv = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", *argv]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd=base)
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr and "Unexpected failure" not in proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["sources"]["uploads"]["items"] == ["old.txt"]
+        assert doc["sources"]["chunks"]["items"] == ["good"]
+        assert doc["sources"]["uploads"]["errors"] >= 2 and doc["sources"]["chunks"]["errors"] >= 2
+        for what in ("uploads: cannot open closed", "uploads: cannot read noexec/inside.bin",
+                     "chunks: cannot read bad/sub/c0", "chunks: cannot open shut"):  # fmt: skip
+            assert f"Error: {what}: Permission denied." in proc.stderr, proc.stderr
+        assert not (up / "old.txt").exists() and not (ch / "good").exists()
+    finally:
+        for d in (up / "closed", up / "noexec", ch / "bad" / "sub", ch / "shut"):
+            if d.exists():
+                os.chmod(d, 0o755)
+        shutil.rmtree(base)
+
+
+def test_upload_removed_by_another_cleanup_meanwhile_is_not_counted(tmp_path, monkeypatch):
+    """Another cleanup removes the upload after we judged it old: it is that run's item, not ours."""
+    import shutil
+
+    from eventctl import maintenance
+
+    ch = tmp_path / "ch"
+    _file(ch / "u1" / "c0", 10 * DAY)
+    _age(ch / "u1", 10 * DAY)
+    real = maintenance._old_tree_size
+
+    def other_cleanup_meanwhile(*args, **kwargs):
+        size = real(*args, **kwargs)
+        shutil.rmtree(ch / "u1")
+        return size
+
+    monkeypatch.setattr(maintenance, "_old_tree_size", other_cleanup_meanwhile)
+    r = run("--chunks-dir", str(ch), "--json")
+    assert r.exit_code == 0, r.stderr
+    chunks = r.json()["sources"]["chunks"]
+    assert (chunks["scanned"], chunks["removed"], chunks["items"], chunks["errors"]) == (1, 0, [], 0)

@@ -11,6 +11,7 @@ and asserts the same harness catches it: the tests fail with the fix reverted.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -156,6 +157,18 @@ def test_hook_race_catches_a_delete_without_recheck(db_url, monkeypatch):
     assert len(lost) == 6
 
 
+def _revive_all(
+    engine: sa.Engine, order: list[str], revived: list[str], failures: list[BaseException], start: threading.Barrier
+) -> None:
+    try:
+        start.wait()
+        for uid in order:
+            if revive(engine, uid):
+                revived.append(uid)
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+        failures.append(exc)
+
+
 def thread_race(db_url: str, monkeypatch: pytest.MonkeyPatch, rounds: int) -> tuple[list[str], int]:
     """A reviver thread revives every event, in random order, while cleanup runs (its window
     between SELECT and DELETE widened by 3 ms). Returns (revived events that were deleted,
@@ -172,19 +185,9 @@ def thread_race(db_url: str, monkeypatch: pytest.MonkeyPatch, rounds: int) -> tu
             uids = insert_expired(cleaner, 40)
             order = random.sample(uids, len(uids))
             revived: list[str] = []
-            start = threading.Barrier(2)
             failures: list[BaseException] = []
-
-            def reviver(order: list[str] = order, revived: list[str] = revived) -> None:
-                try:
-                    start.wait()
-                    for uid in order:
-                        if revive(other, uid):
-                            revived.append(uid)
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
-                    failures.append(exc)
-
-            thread = threading.Thread(target=reviver)
+            start = threading.Barrier(2)
+            thread = threading.Thread(target=_revive_all, args=(other, order, revived, failures, start))
             thread.start()
             start.wait()
             removed, errors, messages, items = run_cleanup(cleaner, batch_size=4)
@@ -229,13 +232,42 @@ import os, sys, time
 from eventctl import maintenance
 maintenance.EVENT_BATCH = 250
 maintenance._planned_batch = lambda planned: time.sleep(0.02)  # keep the two runs overlapping
+_lock = maintenance._try_lock
+maintenance._try_lock = lambda fd: time.sleep(0.001) or _lock(fd)  # each file and directory, too
 go = sys.argv[1]
 while not os.path.exists(go):
     time.sleep(0.002)
-sys.argv = ["eventctl", "cleanup", "--json"]
+sys.argv = ["eventctl", "cleanup", "--json", *sys.argv[2:]]
 from eventctl.cli import main
-main()
+began = time.time()
+try:
+    main()
+finally:
+    sys.stderr.write(f"\\nSPAN {began} {time.time()}\\n")
 """
+
+
+def two_cleanups(go, env: dict[str, str], *args: str) -> list[dict]:
+    """Two `eventctl cleanup --json ARGS` processes started at once; both must exit 0 and overlap."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLEANUP_PROCESS, str(go), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    time.sleep(1.5)  # both interpreters import eventctl and wait for the signal
+    go.touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert "changed during cleanup" not in err and "Traceback" not in err
+    spans = [[float(x) for x in err.rsplit("SPAN", 1)[1].split()] for _, err in outs]
+    assert max(b for b, _ in spans) < min(e for _, e in spans), "the two cleanups did not overlap"
+    return [json.loads(out)["sources"] for out, _ in outs]
 
 
 def test_two_cleanups_at_once_both_succeed_and_remove_each_event_once(db_url, engine, tmp_path):
@@ -244,29 +276,47 @@ def test_two_cleanups_at_once_both_succeed_and_remove_each_event_once(db_url, en
     env["EVENTCTL_ACTOR"] = "ops"
     for round_ in range(PROCESS_ROUNDS):
         uids = insert_expired(engine, 2000, tag=f"r{round_}")
-        go = tmp_path / f"go{round_}"
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", CLEANUP_PROCESS, str(go)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
-        time.sleep(1.5)  # both interpreters import eventctl and wait for the signal
-        go.touch()
-        outs = [p.communicate(timeout=120) for p in procs]
-        for p, (out, err) in zip(procs, outs, strict=True):
-            assert p.returncode == 0, err
-            assert "changed during cleanup" not in err and "Traceback" not in err
-        import json
-
-        removed = [json.loads(out)["sources"]["events"]["removed"] for out, _ in outs]
-        items = [u for out, _ in outs for u in json.loads(out)["sources"]["events"]["items"]]
+        docs = two_cleanups(tmp_path / f"go{round_}", env)
+        removed = [doc["events"]["removed"] for doc in docs]
+        items = [u for doc in docs for u in doc["events"]["items"]]
         assert sum(removed) == len(uids) and sorted(items) == sorted(uids), removed
         deletes = audit_deletes(engine, uids)
         assert sorted(u for u, _ in deletes) == sorted(uids)  # exactly one entry per event
         assert {via for _, via in deletes} == {"cleanup"}
         assert count_rows(db_url) == 0
+
+
+def test_two_cleanups_at_once_remove_each_file_once(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    old = time.time() - 30 * 86400
+    for round_ in range(PROCESS_ROUNDS):
+        up, ch = tmp_path / f"up{round_}", tmp_path / f"ch{round_}"
+        files, uploads = [], []
+        for d in range(30):
+            for f in range(10):
+                path = up / f"d{d:02d}" / f"f{f}.bin"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"u" * 10)
+                os.utime(path, (old, old))
+                files.append(f"d{d:02d}/f{f}.bin")
+        for u in range(100):
+            for c in range(3):
+                path = ch / f"upload{u:03d}" / f"chunk{c}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"c" * 100)
+                os.utime(path, (old, old))
+            os.utime(path.parent, (old, old))
+            uploads.append(f"upload{u:03d}")
+        for d in up.iterdir():
+            os.utime(d, (old, old))
+        docs = two_cleanups(
+            tmp_path / f"go{round_}", env, "--skip-events", "--uploads-dir", str(up), "--chunks-dir", str(ch)
+        )
+        for source, expected, size in (("uploads", files, 10), ("chunks", uploads, 300)):
+            items = [i for doc in docs for i in doc[source]["items"]]
+            assert sorted(items) == sorted(expected), source  # each once, between the two
+            assert sum(doc[source]["removed"] for doc in docs) == len(expected)
+            assert sum(doc[source]["bytes_freed"] for doc in docs) == size * len(expected)
+            assert sum(doc[source]["errors"] for doc in docs) == 0
+        assert list(up.iterdir()) == [] and list(ch.iterdir()) == []

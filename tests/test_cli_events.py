@@ -316,7 +316,9 @@ def test_page_default_answers_only_when_no_campaign_is_live(cli, db_url):
 
     assert current() == default["uid"]  # default alone
     # a campaign on top does not collide with the default, and wins while it is live
-    campaign = create(cli, "--name", "Week", "--page", "/review/audio", "--start", "2030-01-01T00:00Z", "--end", "+2000w")
+    campaign = create(
+        cli, "--name", "Week", "--page", "/review/audio", "--start", "2030-01-01T00:00Z", "--end", "+2000w"
+    )
     assert current("2030-01-02T00:00Z") == campaign["uid"]
     assert current("2029-12-31T23:59Z") == default["uid"]
     # a second default is refused (exit 3) with nothing written, unless allowed

@@ -8,7 +8,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import count_rows
+
+pytestmark = pytest.mark.slow
 
 
 def _spawn(db_url: str, go, ready, argv: list[str]) -> subprocess.Popen:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from eventctl.errors import EventctlError
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_ERROR_CHARS = 600
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 TzOpt = Annotated[
@@ -101,7 +102,10 @@ def read_bounded(path: str, *, limit: int, what: str) -> str:
 def fail(message: str, code: int) -> typer.Exit:
     from eventctl.text import for_terminal
 
-    typer.echo(f"Error: {for_terminal(message)}", err=True)
+    text = for_terminal(message)
+    if len(text) > MAX_ERROR_CHARS:  # a last guard: an error never echoes a large input back
+        text = text[: MAX_ERROR_CHARS - 1] + "…"
+    typer.echo(f"Error: {text}", err=True)
     return typer.Exit(code)
 
 

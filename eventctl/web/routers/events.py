@@ -77,7 +77,7 @@ def list_events(
         str, Query(description="Derived status at the time of the request", json_schema_extra={"enum": STATUS_CHOICES})
     ] = "all",
     is_active: Annotated[bool | None, Query(description="Only active (true) or inactive (false) events")] = None,
-    skip: Annotated[int, Query(ge=0, le=2**63 - 1, description="Events to skip (newest first)")] = 0,
+    skip: Annotated[int, Query(ge=0, le=core.MAX_ROWS, description="Events to skip (newest first)")] = 0,
     limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX, description="Events to return")] = LIST_LIMIT_DEFAULT,
 ) -> JSONResponse:
     now = utcnow()
