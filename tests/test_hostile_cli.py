@@ -140,8 +140,11 @@ def test_hostile_files(cli, rows, tmp_path):
     (tmp_path / "nul.yaml").write_bytes(b"- name: a\x00b\n  page_context: /x\n")
     (tmp_path / "latin1.yaml").write_bytes(b"- name: caf\xe9\n  page_context: /x\n")
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
-    (tmp_path / "alias.yaml").write_text("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
-                                         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c]\n")  # fmt: skip
+    billion_laughs = (
+        "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c]\n"
+    )
+    (tmp_path / "alias.yaml").write_text(billion_laughs)
     (tmp_path / "surrogate.json").write_text('[{"name": "\\ud800", "page_context": "/x"}]')
     (tmp_path / "cats.json").write_text('[{"id": "0b7a6b0e-3c1a-4c55-9d22-123456789abc", "name": "a\\u0000b"}]')
     for argv in (
