@@ -7,6 +7,13 @@ the uploads old, a quarter with one fresh chunk), then runs, interleaved:
   baseline  find DIR -mmin +N             (lists old entries; no per-upload logic)
   eventctl  eventctl cleanup --dry-run --json --skip-events --chunks-dir DIR --older-than Nm
 and prints medians and the ratio (target <= 3x find).
+
+    python bench/cleanup_scan.py --events 200000 [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+Creates a scratch PostgreSQL database on that server, fills it with that many
+expired events (INSERT … SELECT generate_series), runs `eventctl cleanup --json`
+once in its own process and prints its wall time and peak RSS (next to a run
+over 1 event), then drops the database.
 """
 
 from __future__ import annotations
@@ -39,12 +46,80 @@ def build(root: str, dirs: int, files: int) -> None:
             os.utime(path, (old, old))
 
 
+MEASURED = """\
+import resource, sys
+from eventctl.cli import main
+try:
+    main()
+finally:
+    sys.stderr.write("\\nMAXRSS_KB %d\\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def events_bench(n: int, pg_url: str) -> None:
+    import uuid
+
+    import sqlalchemy as sa
+
+    from eventctl import migrate
+    from eventctl.db import make_engine
+
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    name = f"eventctl_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
+    try:
+        engine = make_engine(url)
+        migrate.upgrade(engine, "head")
+        for count in (1, n):
+            start = time.perf_counter()
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        'INSERT INTO events (uid, name, page_context, filters, "limit", is_active, is_default, '
+                        "start_date, end_date, created_by, created_at, updated_at) "
+                        "SELECT gen_random_uuid(), 'old ' || i, '/bulk/' || mod(i, 997), "
+                        '\'{"media_type": "audio", "category_ids": []}\'::jsonb, 20, true, false, '
+                        "now() - interval '60 days', now() - interval '30 days', 'seed', "
+                        "now() - interval '60 days', now() - interval '60 days' FROM generate_series(1, :n) AS i"
+                    ),
+                    {"n": count},
+                )
+            seeded = time.perf_counter() - start
+            start = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-c", MEASURED, "--database-url", url, "cleanup", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            took = time.perf_counter() - start
+            peak = int(out.stderr.rsplit("MAXRSS_KB", 1)[1].split()[0])
+            report = json.loads(out.stdout)["sources"]["events"] if out.stdout else {}
+            print(
+                f"{count:>9,} events: seeded in {seeded:5.1f}s; cleanup exit {out.returncode} in {took:6.1f}s, "
+                f"removed {report.get('removed', 0):,}, errors {report.get('errors')}, peak RSS {peak / 1024:.0f} MiB"
+            )
+        engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dirs", type=int, default=10_000)
     parser.add_argument("--files-per-dir", type=int, default=10)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--events", type=int, default=0, help="benchmark deleting this many expired events instead")
+    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
+    if args.events:
+        events_bench(args.events, args.pg_url)
+        return
     find = shutil.which("find")
     if not find:
         sys.exit("find is not installed")

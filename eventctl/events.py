@@ -193,12 +193,41 @@ def resolve_uid_with_history(session: Session, *, ref: str) -> uuid.UUID:
 # ---------------------------------------------------------------- writing
 
 
-def bump_version(session: Session) -> None:
-    """Tell every web worker that events changed (same transaction as the write)."""
+NOTIFY_CHANNEL = "eventctl_events"
+
+
+def bump_version(session: Session, pages: set[str] | frozenset[str] = frozenset()) -> None:
+    """Tell every web worker that events changed, in the same transaction as the write.
+
+    The change counter is what pollers read (SQLite always; PostgreSQL as the fallback);
+    on PostgreSQL a NOTIFY on ``eventctl_events`` names the pages written (a JSON list),
+    delivered to listeners when the transaction commits and never if it rolls back.
+    """
     counter = sa.update(ChangeCounter).where(col(ChangeCounter.id) == 1)
     result = session.execute(counter.values(version=col(ChangeCounter.version) + 1))
     if result.rowcount == 0:  # type: ignore[attr-defined]
         session.add(ChangeCounter(id=1, version=1))
+    if pages and _dialect(session) == "postgresql":
+        for payload in _notify_payloads(sorted(pages)):
+            session.execute(
+                sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload}
+            )
+
+
+def _notify_payloads(pages: list[str], limit: int = 7000) -> list[str]:
+    """JSON lists of pages, each under PostgreSQL's 8000-byte NOTIFY payload limit."""
+    import json
+
+    out: list[str] = []
+    batch: list[str] = []
+    for page in pages:
+        if batch and len(json.dumps([*batch, page], ensure_ascii=False).encode()) > limit:
+            out.append(json.dumps(batch, ensure_ascii=False))
+            batch = []
+        batch.append(page)
+    if batch:
+        out.append(json.dumps(batch, ensure_ascii=False))
+    return out
 
 
 def lock_pages(session: Session, *pages: str) -> None:
@@ -298,11 +327,11 @@ def create_event(
             raise Conflict(f"An event with uid {uid} already exists.", [str(uid)])
         event.uid = uid
     session.add(event)
-    _written(session, action="create", actor=actor, via=via, before=None, after=event, at=now)
+    record_write(session, action="create", actor=actor, via=via, before=None, after=event, at=now)
     return event
 
 
-def _written(
+def record_write(
     session: Session,
     *,
     action: str,
@@ -312,10 +341,11 @@ def _written(
     after: Event | None,
     at: datetime,
 ) -> None:
-    """What every write does in its transaction: the audit entry and the change counter."""
+    """What every write does in its transaction: the audit entry, the change counter, the NOTIFY."""
     session.flush()
     audit.record(session, action=action, actor=actor, via=via, before=before, after=after, at=at)
-    bump_version(session)
+    pages = {p for p in ((before or {}).get("page_context"), after.page_context if after else None) if p}
+    bump_version(session, pages)
     session.flush()
 
 
@@ -385,7 +415,7 @@ def update_event(
         setattr(event, key, value)
     event.updated_at = max(now, as_utc(event.updated_at) or now)
     session.add(event)
-    _written(session, action="update", actor=actor, via=via, before=before, after=event, at=now)
+    record_write(session, action="update", actor=actor, via=via, before=before, after=event, at=now)
     return event
 
 
@@ -395,7 +425,7 @@ def delete_event(
     event = _lock_event(session, ref, set())
     before = event_fields(event)
     session.delete(event)
-    _written(session, action="delete", actor=actor, via=via, before=before, after=None, at=now or utcnow())
+    record_write(session, action="delete", actor=actor, via=via, before=before, after=None, at=now or utcnow())
     return event
 
 

@@ -1,0 +1,55 @@
+"""PostgreSQL NOTIFY: every write names the pages it touched, delivered only on commit (SPEC §4)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import make_cli
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def listener(pg_migrated_url):
+    import psycopg
+    import sqlalchemy as sa
+
+    from conftest import _empty_tables
+
+    _empty_tables(pg_migrated_url)
+    url = sa.engine.make_url(pg_migrated_url)
+    conn = psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database, autocommit=True)
+    conn.execute("LISTEN eventctl_events")
+    yield conn
+    conn.close()
+
+
+def _pages(conn) -> set[str]:
+    pages: set[str] = set()
+    for note in conn.notifies(timeout=0.5, stop_after=None):
+        pages |= set(json.loads(note.payload))
+    return pages
+
+
+def test_writes_notify_their_pages_on_commit_only(listener, pg_migrated_url):
+    cli = make_cli(pg_migrated_url)
+    ev = cli("create", "--json", "--name", "A", "--page", "/review/తెలుగు").json()
+    assert _pages(listener) == {"/review/తెలుగు"}
+    r = cli("create", "--name", "B", "--page", "/review/తెలుగు")  # refused by the guard: rolled back
+    assert r.exit_code == 3
+    assert _pages(listener) == set()
+    assert cli("update", ev["uid"], "--page", "doc_digitization").exit_code == 0
+    assert _pages(listener) == {"/review/తెలుగు", "doc_digitization"}  # the old page and the new
+    assert cli("delete", ev["uid"], "--yes").exit_code == 0
+    assert _pages(listener) == {"doc_digitization"}
+
+
+def test_large_page_sets_are_split_under_the_payload_limit():
+    from eventctl.events import _notify_payloads
+
+    pages = [f"/{'p' * 250}{i}" for i in range(100)]
+    payloads = _notify_payloads(pages)
+    assert len(payloads) > 1 and all(len(p.encode()) < 8000 for p in payloads)
+    assert [page for p in payloads for page in json.loads(p)] == pages
