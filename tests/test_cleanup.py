@@ -522,35 +522,42 @@ def test_unreadable_directories_are_errors_of_their_source_rest_processed(tree, 
 
 
 def _deep_chain(root: Path, levels: int) -> None:
-    """root/d/d/…/d (levels deep) with an old file at the bottom, built through dir fds; all of it old."""
+    """root/d/d/…/d (levels deep) with an old file at the bottom, all of it old; built through dir fds
+    (one open at a time: path lookups of 1,100 components would make it quadratic)."""
+    old = (time.time() - 10 * DAY,) * 2
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for _ in range(levels):
             os.mkdir("d", dir_fd=fd)
             sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.utime(fd, old)  # its content is final now
             os.close(fd)
             fd = sub
         leaf = os.open("old.bin", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
         os.close(leaf)
-        os.utime("old.bin", (time.time() - 10 * DAY,) * 2, dir_fd=fd)
+        os.utime("old.bin", old, dir_fd=fd)
+        os.utime(fd, old)
     finally:
         os.close(fd)
-    for depth in range(levels, 0, -1):  # bottom up: creating a child refreshed its parent
-        _age(Path(os.path.join(root, *["d"] * depth)), 10 * DAY)
 
 
-def _remove_chain(root: Path, levels: int) -> None:
-    """Bottom up (shutil.rmtree recurses: 1,100 levels are too deep for it too)."""
-    for depth in range(levels, -1, -1):
-        path = os.path.join(root, *(["d"] * depth))
-        if not os.path.isdir(path):
-            continue
-        for name in os.listdir(path):
-            if name != "d":
-                os.unlink(os.path.join(path, name))
-        if depth:
-            os.rmdir(path)
+def _remove_chain(root: Path) -> None:
+    """Down by chdir, then up removing each level: every step is one short, relative path."""
+    home = os.getcwd()
+    depth = 0
+    try:
+        os.chdir(root)
+        while os.path.isdir("d"):
+            os.chdir("d")
+            depth += 1
+        for name in os.listdir("."):
+            os.unlink(name)
+        for _ in range(depth):
+            os.chdir("..")
+            os.rmdir("d")
+    finally:
+        os.chdir(home)
 
 
 def test_tree_too_deep_is_an_error_of_its_source_rest_processed(tree):
@@ -561,7 +568,6 @@ def test_tree_too_deep_is_an_error_of_its_source_rest_processed(tree):
     levels = 1100
     _deep_chain(up / "deep", levels)
     _deep_chain(ch / "deep_upload", levels)
-    _age(ch / "deep_upload", 10 * DAY)
     try:
         r = run("--uploads-dir", str(up), "--chunks-dir", str(ch), "--json")
         assert r.exit_code == 1, r.stderr
@@ -576,8 +582,8 @@ def test_tree_too_deep_is_an_error_of_its_source_rest_processed(tree):
         assert os.path.exists(os.path.join(up, "deep", *["d"] * levels, "old.bin"))
         assert os.path.exists(os.path.join(ch, "deep_upload", *["d"] * levels, "old.bin"))
     finally:
-        _remove_chain(up / "deep", levels)
-        _remove_chain(ch / "deep_upload", levels)
+        _remove_chain(up / "deep")
+        _remove_chain(ch / "deep_upload")
 
 
 def test_tree_within_the_depth_limit_is_processed_whole(tmp_path):
@@ -586,7 +592,6 @@ def test_tree_within_the_depth_limit_is_processed_whole(tmp_path):
     up, ch = tmp_path / "up", tmp_path / "ch"
     _deep_chain(up, MAX_DEPTH)
     _deep_chain(ch / "upload", MAX_DEPTH - 1)
-    _age(ch / "upload", 10 * DAY)
     r = run("--uploads-dir", str(up), "--chunks-dir", str(ch), "--json")
     assert r.exit_code == 0, r.stderr
     doc = r.json()
