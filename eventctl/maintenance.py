@@ -326,7 +326,7 @@ def _event_batch(
             # the rows as the DELETE removed them (Row has the attributes event_fields reads)
             befores = [event_fields(row) for row in gone]  # type: ignore[arg-type]
             _audit_deletes(session, dialect, befores, actor=actor, at=utcnow())
-            core.bump_version(session)
+            core.bump_version(session, {b["page_context"] for b in befores})
         return rows[-1][0], sorted(row.uid for row in gone)
 
 

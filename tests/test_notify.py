@@ -53,3 +53,14 @@ def test_large_page_sets_are_split_under_the_payload_limit():
     payloads = _notify_payloads(pages)
     assert len(payloads) > 1 and all(len(p.encode()) < 8000 for p in payloads)
     assert [page for p in payloads for page in json.loads(p)] == pages
+
+
+def test_cleanup_notifies_the_pages_it_cleaned(listener, pg_migrated_url):
+    cli = make_cli(pg_migrated_url)
+    for page in ("/old/a", "/old/b"):
+        assert cli("create", "--name", "Old", "--page", page, "--start", "-30d", "--end", "-20d").exit_code == 0
+    assert cli("create", "--name", "New", "--page", "/new").exit_code == 0
+    _pages(listener)
+    r = cli("cleanup", "--older-than", "7d", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert _pages(listener) == {"/old/a", "/old/b"}
