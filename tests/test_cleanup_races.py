@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from conftest import count_rows
 
+pytestmark = pytest.mark.slow
 PG_ONLY = [pytest.param("postgresql", marks=pytest.mark.postgres)]
 REVIVED_END = datetime(2099, 1, 1, tzinfo=UTC)
 HOOK_ROUNDS = 25  # rounds of the deterministic race (PostgreSQL), 3 batches each

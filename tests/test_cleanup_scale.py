@@ -82,6 +82,7 @@ def cleanup(url: str) -> tuple[dict, int, float]:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_cleanup_of_200000_expired_events_on_postgresql_in_bounded_memory(pg_server):
     from eventctl import migrate
     from eventctl.db import make_engine
