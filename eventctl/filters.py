@@ -128,6 +128,8 @@ class RecordReviewFilters(BaseModel):
                 except ValueError:
                     raise ValueError(f"{item[:40]!r} is not a UUID") from None
             out.append(item)
+        if not all(isinstance(item, UUID) for item in out):
+            return out  # pydantic refuses the rest with a 422 / exit 2
         return list(dict.fromkeys(out))
 
     def to_json(self) -> dict[str, Any]:

@@ -212,8 +212,8 @@ def test_head_current_answers_like_get(client, token):
 def test_documented_routes_answer_as_the_fast_path(db_url, token):
     """app.fastapi alone (no CurrentFastPath) answers /current through the same code."""
     assert make_cli(db_url)("create", "--name", "A", "--page", "doc_digitization").exit_code == 0
-    app = make_app(db_url)
-    with TestClient(app) as fast, TestClient(app.fastapi) as routed:
+    # two apps: one app's service belongs to one event loop (each TestClient runs its own)
+    with TestClient(make_app(db_url)) as fast, TestClient(make_app(db_url).fastapi) as routed:
         for headers in ({"X-Page-Route": "doc_digitization"}, {"X-Page-Route": TELUGU.encode()}, {}):
             for method in ("GET", "HEAD"):
                 a, b = fast.request(method, CURRENT, headers=headers), routed.request(method, CURRENT, headers=headers)
@@ -295,6 +295,7 @@ def test_put_without_changes_is_422_and_changes_nothing(client, token):
         {"version": "newest"},
         {"category_ids": "x"},
         {"category_ids": ["123"]},
+        {"category_ids": [{}]},
         {"published_date": "2026-02-30"},
         {"published_date": 20260201},
         {"medya_type": ["audio"]},
@@ -356,3 +357,42 @@ def test_503_bodies_say_nothing_about_the_database(url, caplog):
             assert r.json() == {"detail": "The database is unavailable."}
     assert answers[1].content == b""
     assert caplog.records, "the cause goes to the server log"
+
+
+# ------------------------------------------------------------------ shutdown
+
+
+def test_stop_waits_for_a_poll_in_flight(db_url, monkeypatch):
+    """The lifespan disposes the engine after stop(): no poll may still hold a connection then."""
+    import asyncio
+    import time
+
+    from eventctl import events as core
+    from eventctl.config import Settings
+    from eventctl.db import make_engine
+    from eventctl.web.current import CurrentService
+
+    slow, real = [], core.load_snapshot
+
+    def slow_snapshot(*args, **kwargs):
+        snapshot = real(*args, **kwargs)  # the session now holds a connection
+        slow.append("queried")
+        time.sleep(0.3)
+        return snapshot
+
+    monkeypatch.setattr(core, "load_snapshot", slow_snapshot)
+    engine = make_engine(Settings(database_url=db_url).resolved_database_url())
+    service = CurrentService(engine, cache_ttl=1, stale_grace=1, poll_interval=0.05)
+
+    async def scenario() -> int:
+        service.start()
+        while not slow:
+            await asyncio.sleep(0.01)
+        await service.stop()
+        return engine.pool.checkedout()
+
+    try:
+        assert asyncio.run(scenario()) == 0
+        assert service.snapshot is not None  # the poll finished before stop() returned
+    finally:
+        engine.dispose()

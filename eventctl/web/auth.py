@@ -6,25 +6,24 @@ puts the token's name in the request state, where ``deps.require_admin`` reads i
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventctl.db import write_session
 from eventctl.errors import EventctlError, convert_db_error
 from eventctl.timeparse import utcnow
-from eventctl.web.current import CURRENT_PATH
+from eventctl.web.current import CURRENT_PATH, EVENTS_PREFIX
 from eventctl.web.errors import ErrorResponse
 
-ADMIN_PREFIX = "/api/v1/events/"
+ADMIN_PREFIX = f"{EVENTS_PREFIX}/"
 ADMIN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 
 
 class AdminAuth:
     """ASGI middleware: authenticate admin routes first (401 before any 422 about the body)."""
 
-    def __init__(self, app: Any, engine: Engine) -> None:
+    def __init__(self, app: ASGIApp, engine: Engine) -> None:
         self.app = app
         self.engine = engine
 
@@ -35,7 +34,7 @@ class AdminAuth:
         with write_session(self.engine) as session:  # records last_used_at
             return verify_token(session, token=token, now=utcnow())
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
             and scope["path"].startswith(ADMIN_PREFIX)

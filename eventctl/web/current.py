@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventctl.errors import Conflict, DatabaseUnavailable, EventctlError, MalformedPageHeader, MalformedRoute
 from eventctl.web.errors import JSON_TYPE, RawHeaders, dumps, render_error
@@ -88,6 +90,8 @@ class CurrentService:
         self._answers: dict[bytes | None, Answer] = {}
         self._task: asyncio.Task[None] | None = None
         self._refresh_lock: asyncio.Lock | None = None
+        # held by the worker thread while it polls: a cancelled refresh leaves its thread running
+        self._polling = threading.Lock()
         # the cause is logged once by refresh(), not on every request
         self._unavailable = Answer.error(DatabaseUnavailable("The database is unavailable."), math.inf)
 
@@ -100,16 +104,17 @@ class CurrentService:
         from eventctl.db import read_session
         from eventctl.events import load_snapshot
 
-        now = self.clock()
-        with self.engine.connect() as conn:
-            version = conn.execute(sa.text("SELECT version FROM eventctl_state WHERE id = 1")).scalar()
-        stale_snapshot = now - self.loaded_at >= FULL_RELOAD_SECONDS
-        if self.snapshot is None or version != self.version or stale_snapshot:
-            with read_session(self.engine) as session:
-                snapshot = load_snapshot(session, at=datetime.fromtimestamp(now, UTC))
-            self.snapshot, self.version, self.loaded_at = snapshot, version, now
-            self._answers = {}
-        self.last_success, self.failing = self.clock(), False
+        with self._polling:
+            now = self.clock()
+            with self.engine.connect() as conn:
+                version = conn.execute(sa.text("SELECT version FROM eventctl_state WHERE id = 1")).scalar()
+            stale_snapshot = now - self.loaded_at >= FULL_RELOAD_SECONDS
+            if self.snapshot is None or version != self.version or stale_snapshot:
+                with read_session(self.engine) as session:
+                    snapshot = load_snapshot(session, at=datetime.fromtimestamp(now, UTC))
+                self.snapshot, self.version, self.loaded_at = snapshot, version, now
+                self._answers = {}
+            self.last_success, self.failing = self.clock(), False
 
     async def refresh(self) -> None:
         from anyio import to_thread
@@ -134,6 +139,9 @@ class CurrentService:
             self._task = asyncio.get_running_loop().create_task(self._poll_loop())
 
     async def stop(self) -> None:
+        """Stop polling; returns once no poll holds a connection (the engine may be disposed then)."""
+        from anyio import to_thread
+
         if self._task is not None:
             self._task.cancel()
             try:
@@ -141,6 +149,11 @@ class CurrentService:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
             self._task = None
+        await to_thread.run_sync(self._wait_for_poll)
+
+    def _wait_for_poll(self) -> None:
+        with self._polling:
+            pass
 
     def invalidate(self) -> None:
         """After a write in this process: reload on the next request, not a poll later."""
@@ -227,7 +240,7 @@ def _matches(if_none_match: bytes, etag: bytes) -> bool:
     return parse_etags(if_none_match.decode("latin-1")).contains_weak(etag.decode("ascii").strip('"'))
 
 
-async def send_current(service: CurrentService, scope: dict[str, Any], send: Any) -> None:
+async def send_current(service: CurrentService, scope: Scope, send: Send) -> None:
     """Answer GET or HEAD /current on ``send``: HEAD gets GET's status and headers, no body."""
     route = inm = None
     for name, value in scope["headers"]:
@@ -243,11 +256,11 @@ async def send_current(service: CurrentService, scope: dict[str, Any], send: Any
 class CurrentFastPath:
     """ASGI middleware answering GET/HEAD /current before FastAPI's routing (the hot path)."""
 
-    def __init__(self, app: Any, service: CurrentService) -> None:
+    def __init__(self, app: ASGIApp, service: CurrentService) -> None:
         self.app = app
         self.service = service
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == CURRENT_PATH and scope["method"] in ("GET", "HEAD"):
             await send_current(self.service, scope, send)
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from starlette.types import Receive, Scope, Send
 
 from eventctl.routes import ROUTE_PATTERN
 from eventctl.shapes import EventPublic
@@ -51,7 +52,7 @@ class CurrentResponse(Response):
         super().__init__()
         self.service = service
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_current(self.service, scope, send)
 
 

@@ -1,0 +1,181 @@
+"""Prometheus metrics for the web app (``GET /metrics``), through prometheus-client.
+
+uvicorn workers are processes, so ``eventctl serve`` runs prometheus-client in its
+**multiprocess mode**: it points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh private
+directory before the workers start, each worker writes its samples there, and
+whichever worker answers ``/metrics`` aggregates every worker's files — one set
+of numbers for the whole server, with no per-worker label to sum by hand. An app
+made in-process without that variable (tests, other ASGI servers with one
+process) keeps its own registry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
+CURRENT_OUTCOMES = ("event", "null", "conflict", "bad_request", "not_modified", "stale", "unavailable")
+_ROUTES = (
+    (re.compile(r"^/api/v1/events/current$"), "/api/v1/events/current"),
+    (re.compile(r"^/api/v1/events/?$"), "/api/v1/events/"),
+    (re.compile(r"^/api/v1/events/[0-9a-fA-F-]{1,36}/history$"), "/api/v1/events/{uid}/history"),
+    (re.compile(r"^/api/v1/events/[0-9a-fA-F-]{1,36}$"), "/api/v1/events/{uid}"),
+    (re.compile(r"^/(healthz|readyz|metrics|openapi\.json|docs|redoc)$"), None),
+)
+
+
+def route_label(path: str) -> str:
+    """The route template of a path: a bounded set of labels, whatever clients send."""
+    for pattern, label in _ROUTES:
+        if pattern.match(path):
+            return label or path
+    return "other"
+
+
+class Metrics:
+    """Every metric the app exports; the service and the middleware call the methods below."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.multiprocess = bool(os.environ.get(MULTIPROC_VAR))
+        # multiprocess: samples go to files and are collected at scrape time, not from a registry
+        registry = None if self.multiprocess else CollectorRegistry()
+        self.registry = registry
+        self.requests = Counter(
+            "eventctl_http_requests", "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"], registry=registry,
+        )  # fmt: skip
+        self.current_answers = Counter(
+            "eventctl_current_answers", "/current answers by outcome", ["outcome"], registry=registry
+        )
+        self.cache_lookups = Counter(
+            "eventctl_current_cache_lookups", "/current cache lookups, by result (hit, miss)", ["result"],
+            registry=registry,
+        )  # fmt: skip
+        self.loads = Counter("eventctl_current_loads", "Loads from the database for /current", registry=registry)
+        self.load_seconds = Histogram(
+            "eventctl_current_load_seconds", "Time to load /current data from the database", registry=registry
+        )
+        self.invalidations = Counter(
+            "eventctl_current_invalidations", "Cache entries dropped because of a write, by source",
+            ["source"], registry=registry,
+        )  # fmt: skip
+        self.stale_answers = Counter(
+            "eventctl_current_stale_answers", "/current answers served from last good data during an outage",
+            registry=registry,
+        )  # fmt: skip
+        self.db_errors = Counter(
+            "eventctl_database_errors", "Database errors met while answering or refreshing", ["where"],
+            registry=registry,
+        )  # fmt: skip
+        self.cache_age = Gauge(
+            "eventctl_current_data_age_seconds", "Age of the oldest data /current answers from (worst worker)",
+            registry=registry, multiprocess_mode="max",
+        )  # fmt: skip
+        self.cache_entries = Gauge(
+            "eventctl_current_cache_entries", "Pages held in the /current cache (all workers)",
+            registry=registry, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self._answers = {o: self.current_answers.labels(o) for o in CURRENT_OUTCOMES}
+        self._hit, self._miss = self.cache_lookups.labels("hit"), self.cache_lookups.labels("miss")
+
+    # ---- called by the /current service (cheap: pre-bound label children)
+    def current_answer(self, outcome: str) -> None:
+        self._answers[outcome].inc()
+
+    def cache_hit(self) -> None:
+        self._hit.inc()
+
+    def cache_miss(self) -> None:
+        self._miss.inc()
+
+    def loaded(self, seconds: float) -> None:
+        self.loads.inc()
+        self.load_seconds.observe(seconds)
+
+    def invalidated(self, count: int, source: str) -> None:
+        if count:
+            self.invalidations.labels(source).inc(count)
+
+    def stale_answer(self) -> None:
+        self.stale_answers.inc()
+
+    def db_error(self, where: str) -> None:
+        self.db_errors.labels(where).inc()
+
+    def data_age(self, seconds: float, entries: int) -> None:
+        self.cache_age.set(seconds)
+        self.cache_entries.set(entries)
+
+    # ---- called by the request middleware
+    def request(self, path: str, method: str, status: int) -> None:
+        self.requests.labels(route_label(path), method, str(status)).inc()
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        assert self.registry is not None
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class RequestMetricsAndLog:
+    """ASGI middleware: count every answer by route and status, and write the access log.
+
+    The log (one line per request, text or JSON: time, method, route template, path,
+    status, duration — never headers, tokens or bodies) covers every admin and ops
+    request, and /current answers that are not 200/304: a page-load endpoint logged
+    per hit costs more than it answers (see README); /metrics counts every hit.
+    """
+
+    def __init__(self, app: Any, metrics: Metrics, *, log_format: str) -> None:
+        import logging
+
+        self.app = app
+        self.metrics = metrics
+        self.json = log_format == "json"
+        self.log = logging.getLogger("eventctl.access")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path, method = scope.get("path", ""), scope.get("method", "")
+            self.metrics.request(path, method, status)
+            if not (path == "/api/v1/events/current" and status in (200, 304)):
+                self._write(method, path, status, time.perf_counter() - started)
+
+    def _write(self, method: str, path: str, status: int, seconds: float) -> None:
+        from eventctl.text import for_terminal
+
+        shown = for_terminal(path[:300])
+        if self.json:
+            import json
+
+            line = json.dumps(
+                {"method": method, "route": route_label(path), "path": shown, "status": status,
+                 "ms": round(seconds * 1000, 2)},
+                separators=(",", ":"),
+            )  # fmt: skip
+        else:
+            line = f'"{method} {shown}" {status} {seconds * 1000:.1f}ms'
+        self.log.info(line)
