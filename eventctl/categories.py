@@ -22,7 +22,7 @@ from sqlmodel import Session, col, func, select
 
 from eventctl.errors import EventctlError, InvalidInput, Unauthorized
 from eventctl.models import Category
-from eventctl.text import excerpt, check_text, for_terminal
+from eventctl.text import check_text, excerpt, for_terminal
 
 if TYPE_CHECKING:
     import httpx

@@ -43,6 +43,7 @@ class Settings:
     data_dir: str | None = None
     metrics_public: bool = False
     platform_token: str | None = None
+    log_format: str = "text"
 
     @property
     def is_default_database(self) -> bool:
@@ -155,6 +156,16 @@ def _flag(raw: str, source: str) -> bool:
     raise InvalidInput(f"{source} must be 1/0, true/false, yes/no or on/off, not {raw[:40]!r}.")
 
 
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(raw: str, source: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise InvalidInput(f"{source} must be one of {', '.join(allowed)}, not {raw[:40]!r}.")
+        return value
+
+    return parse
+
+
 def _origins(raw: str, source: str) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in _text(raw, source).split(",") if o.strip())
     for origin in origins:
@@ -181,6 +192,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "data_dir": ("DATA_DIR", _text),
     "metrics_public": ("METRICS_PUBLIC", _flag),
     "platform_token": ("PLATFORM_TOKEN", _text),
+    "log_format": ("LOG_FORMAT", _choice("text", "json")),
 }
 assert set(_PARSERS) == {f.name for f in fields(Settings)}
 

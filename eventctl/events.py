@@ -293,7 +293,7 @@ def create_event(
     *,
     data: EventCreate,
     actor: str,
-    via: str = "http",
+    via: str,
     allow_overlap: bool = False,
     uid: uuid.UUID | None = None,
     now: datetime | None = None,
@@ -378,8 +378,8 @@ def update_event(
     *,
     ref: str,
     changes: EventUpdate,
-    actor: str = "unknown",
-    via: str = "http",
+    actor: str,
+    via: str,
     allow_overlap: bool = False,
     now: datetime | None = None,
 ) -> Event:
@@ -419,9 +419,7 @@ def update_event(
     return event
 
 
-def delete_event(
-    session: Session, *, ref: str, actor: str = "unknown", via: str = "http", now: datetime | None = None
-) -> Event:
+def delete_event(session: Session, *, ref: str, actor: str, via: str, now: datetime | None = None) -> Event:
     event = _lock_event(session, ref, set())
     before = event_fields(event)
     session.delete(event)

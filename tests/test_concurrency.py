@@ -66,7 +66,7 @@ def test_concurrent_threads_with_a_widened_race_window(db_url, monkeypatch):
         barrier.wait()
         try:
             with write_session(engine) as session:
-                core.create_event(session, data=data, actor="t")
+                core.create_event(session, data=data, actor="t", via="cli")
             result = "ok"
         except Conflict:
             result = "conflict"
@@ -96,7 +96,7 @@ def test_allow_overlap_writers_all_succeed(db_url, allow):
     for i in range(3):
         with write_session(engine) as session:
             core.create_event(
-                session, data=EventCreate(name=f"a{i}", page_context="/p"), actor="t", allow_overlap=allow
+                session, data=EventCreate(name=f"a{i}", page_context="/p"), actor="t", via="cli", allow_overlap=allow
             )
     engine.dispose()
     assert count_rows(db_url) == 3

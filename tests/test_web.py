@@ -460,6 +460,7 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.running = True
+        self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -472,7 +473,12 @@ class TcpProxy:
                 client.close()
                 return
             upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
+            with self.lock:
+                if not self.running:  # cut() ran while we connected: it will not see these two
+                    client.close()
+                    upstream.close()
+                    return
+                self.sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -491,7 +497,8 @@ class TcpProxy:
                     pass
 
     def cut(self) -> None:
-        self.running = False
+        with self.lock:
+            self.running = False
         try:
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
         except OSError:
@@ -499,10 +506,10 @@ class TcpProxy:
         self.listener.close()
         for s in self.sockets:
             try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
+                s.shutdown(socket.SHUT_RDWR)  # fails if a pipe thread already shut it down
             except OSError:
                 pass
+            s.close()  # always: a socket left to the garbage collector is a ResourceWarning
 
 
 @pytest.mark.postgres

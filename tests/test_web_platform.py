@@ -238,7 +238,7 @@ def test_list_skip_limit_is_active_newest_first(client, token, engine):
     with write_session(engine) as session:
         for i in range(53):
             data = EventCreate(name=f"E{i:02}", page_context=f"/l/{i}", is_active=i % 3 != 0)
-            core.create_event(session, data=data, actor="t", now=start + timedelta(minutes=i))
+            core.create_event(session, data=data, actor="t", via="cli", now=start + timedelta(minutes=i))
     names = [f"E{i:02}" for i in reversed(range(53))]  # newest first
 
     def listed(**params):

@@ -39,6 +39,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            metavar="FORMAT",
+            help="text | json: one JSON object per log line [env: EVENTCTL_LOG_FORMAT; default text].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve GET /api/v1/events/current and the admin API."""
     from eventctl.web import server
@@ -48,7 +57,9 @@ def serve(
     from eventctl.config import override
 
     st = state(ctx)
-    settings = override(st.settings, host=("--host", host), port=port, workers=workers)
+    settings = override(
+        st.settings, host=("--host", host), port=port, workers=workers, log_format=("--log-format", log_format)
+    )
     if settings.is_default_database:
         st.engine()  # the embedded default is created and migrated here
     else:

@@ -21,6 +21,7 @@ from eventctl.db import make_engine
 from eventctl.web.auth import AdminAuth
 from eventctl.web.current import CurrentFastPath, CurrentService
 from eventctl.web.errors import install_error_handlers
+from eventctl.web.metrics import Metrics, RequestMetricsAndLog
 from eventctl.web.routers import ROUTERS
 
 MAX_BODY_BYTES = 1024 * 1024  # larger bodies: 413 before they are read whole
@@ -38,8 +39,13 @@ def create_app(settings: Settings | None = None) -> Any:
     """Build the ASGI app. Nothing connects to the database until a request or the poller does."""
     settings = settings or load_settings()
     engine = make_engine(settings.resolved_database_url())
+    metrics = Metrics()
     service = CurrentService(
-        engine, cache_ttl=settings.cache_ttl, stale_grace=settings.stale_grace, poll_interval=settings.poll_interval
+        engine,
+        cache_ttl=settings.cache_ttl,
+        stale_grace=settings.stale_grace,
+        poll_interval=settings.poll_interval,
+        metrics=metrics,
     )
     api = FastAPI(
         title="eventctl",
@@ -48,12 +54,13 @@ def create_app(settings: Settings | None = None) -> Any:
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
     )
-    api.state.settings, api.state.engine, api.state.current = settings, engine, service
+    api.state.settings, api.state.engine, api.state.current, api.state.metrics = settings, engine, service, metrics
     install_error_handlers(api)
     for router in ROUTERS:
         api.include_router(router)
+    inner = CurrentFastPath(AdminAuth(api, engine, metrics_public=settings.metrics_public), service)
     app: Any = CORSMiddleware(
-        CurrentFastPath(AdminAuth(api, engine), service),
+        RequestMetricsAndLog(inner, metrics),
         allow_origins=list(settings.cors_origins),
         allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
         allow_headers=["X-Page-Route", "If-None-Match", "Authorization", "Content-Type"],

@@ -1,6 +1,7 @@
 """Admin authentication, before routing: a bad token is 401 before any 422 about the body.
 
-``AdminAuth`` verifies ``Authorization: Bearer <token>`` for every admin route and
+``AdminAuth`` verifies ``Authorization: Bearer <token>`` for every admin route (and
+``/metrics`` unless ``EVENTCTL_METRICS_PUBLIC`` is set) and
 puts the token's name in the request state, where ``deps.require_admin`` reads it.
 """
 
@@ -17,15 +18,23 @@ from eventctl.web.current import CURRENT_PATH, EVENTS_PREFIX
 from eventctl.web.errors import ErrorResponse
 
 ADMIN_PREFIX = f"{EVENTS_PREFIX}/"
+METRICS_PATH = "/metrics"
 ADMIN_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 
 
 class AdminAuth:
     """ASGI middleware: authenticate admin routes first (401 before any 422 about the body)."""
 
-    def __init__(self, app: ASGIApp, engine: Engine) -> None:
+    def __init__(self, app: ASGIApp, engine: Engine, *, metrics_public: bool = False) -> None:
         self.app = app
         self.engine = engine
+        self.metrics_public = metrics_public
+
+    def _is_admin(self, scope: Scope) -> bool:
+        path = scope["path"]
+        if path == METRICS_PATH:
+            return not self.metrics_public and scope["method"] in ("GET", "HEAD")
+        return path.startswith(ADMIN_PREFIX) and path != CURRENT_PATH and scope["method"] in ADMIN_METHODS
 
     def _verify(self, header: str | None) -> str:
         from eventctl.tokens import parse_bearer, verify_token
@@ -35,12 +44,7 @@ class AdminAuth:
             return verify_token(session, token=token, now=utcnow())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"].startswith(ADMIN_PREFIX)
-            and scope["path"] != CURRENT_PATH
-            and scope["method"] in ADMIN_METHODS
-        ):
+        if scope["type"] == "http" and self._is_admin(scope):
             from anyio import to_thread
 
             header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)

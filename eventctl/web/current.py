@@ -26,13 +26,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventctl.errors import Conflict, DatabaseUnavailable, EventctlError, MalformedPageHeader, MalformedRoute
 from eventctl.web.errors import JSON_TYPE, RawHeaders, dumps, render_error
+
+if TYPE_CHECKING:
+    from eventctl.web.metrics import Metrics
 
 log = logging.getLogger("eventctl.web")
 EVENTS_PREFIX = "/api/v1/events"
@@ -75,8 +78,12 @@ class CurrentService:
         cache_ttl: float,
         stale_grace: float,
         poll_interval: float,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        from eventctl.web.metrics import Metrics
+
+        self.metrics = metrics or Metrics()
         self.engine = engine
         self.cache_ttl = cache_ttl
         self.stale_grace = stale_grace
@@ -110,11 +117,15 @@ class CurrentService:
                 version = conn.execute(sa.text("SELECT version FROM eventctl_state WHERE id = 1")).scalar()
             stale_snapshot = now - self.loaded_at >= FULL_RELOAD_SECONDS
             if self.snapshot is None or version != self.version or stale_snapshot:
+                started = time.perf_counter()
                 with read_session(self.engine) as session:
                     snapshot = load_snapshot(session, at=datetime.fromtimestamp(now, UTC))
+                self.metrics.loaded(time.perf_counter() - started)
+                self.metrics.invalidated(len(self._answers), "poll")
                 self.snapshot, self.version, self.loaded_at = snapshot, version, now
                 self._answers = {}
             self.last_success, self.failing = self.clock(), False
+            self.metrics.data_age(0.0, len(self._answers))
 
     async def refresh(self) -> None:
         from anyio import to_thread
@@ -125,6 +136,9 @@ class CurrentService:
             try:
                 await to_thread.run_sync(self._poll_sync)
             except Exception as exc:  # noqa: BLE001 - an outage: keep the last good data
+                self.metrics.db_error("current")
+                if self.last_success is not None:
+                    self.metrics.data_age(self.clock() - self.last_success, len(self._answers))
                 if not self.failing:
                     log.warning("database unavailable, serving last good data: %s", str(exc).splitlines()[0])
                 self.failing = True
@@ -157,6 +171,7 @@ class CurrentService:
 
     def invalidate(self) -> None:
         """After a write in this process: reload on the next request, not a poll later."""
+        self.metrics.invalidated(len(self._answers), "write")
         self.version = None
         self._answers = {}
 
@@ -186,6 +201,11 @@ class CurrentService:
 
     async def respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, RawHeaders, bytes]:
         """Status, headers and body for one request. The only code path for /current."""
+        status, headers, body = await self._respond(raw_route, if_none_match)
+        self.metrics.current_answer(_outcome(status, body, headers))
+        return status, headers, body
+
+    async def _respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, RawHeaders, bytes]:
         if self._task is None:
             self.start()  # also when the server runs no lifespan (uvicorn --lifespan off, mounted apps)
         if self.snapshot is None and not self.failing:
@@ -200,14 +220,18 @@ class CurrentService:
             await self.refresh()
         answer = self._answers.get(raw_route)
         if answer is None or now >= answer.until:
+            self.metrics.cache_miss()
             answer = self._compute(raw_route, now)
             if len(self._answers) >= MAX_CACHED_ANSWERS:
                 self._answers = {}
             self._answers[raw_route] = answer
+        else:
+            self.metrics.cache_hit()
         if answer.etag is None:
             return answer.status, list(answer.headers), answer.body
         headers = [(b"etag", answer.etag), _VARY, (b"cache-control", self._cache_control(answer, now, stale))]
         if stale:
+            self.metrics.stale_answer()
             headers.append((b"x-eventctl-stale", b"true"))
         if if_none_match is not None and _matches(if_none_match, answer.etag):
             return 304, headers, b""
@@ -231,6 +255,18 @@ class CurrentService:
         if stale_if_error > 0:
             value += f", stale-if-error={stale_if_error}"
         return value.encode("ascii")
+
+
+_OUTCOME_BY_STATUS = {304: "not_modified", 400: "bad_request", 409: "conflict", 503: "unavailable"}
+
+
+def _outcome(status: int, body: bytes, headers: RawHeaders) -> str:
+    """How a /current answer is counted in the metrics (stale answers apart)."""
+    if status in _OUTCOME_BY_STATUS:
+        return _OUTCOME_BY_STATUS[status]
+    if (b"x-eventctl-stale", b"true") in headers:
+        return "stale"
+    return "null" if body == b"null" else "event"
 
 
 def _matches(if_none_match: bytes, etag: bytes) -> bool:

@@ -135,12 +135,11 @@ class RequestMetricsAndLog:
     per hit costs more than it answers (see README); /metrics counts every hit.
     """
 
-    def __init__(self, app: Any, metrics: Metrics, *, log_format: str) -> None:
+    def __init__(self, app: Any, metrics: Metrics) -> None:
         import logging
 
         self.app = app
         self.metrics = metrics
-        self.json = log_format == "json"
         self.log = logging.getLogger("eventctl.access")
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -168,14 +167,7 @@ class RequestMetricsAndLog:
         from eventctl.text import for_terminal
 
         shown = for_terminal(path[:300])
-        if self.json:
-            import json
-
-            line = json.dumps(
-                {"method": method, "route": route_label(path), "path": shown, "status": status,
-                 "ms": round(seconds * 1000, 2)},
-                separators=(",", ":"),
-            )  # fmt: skip
-        else:
-            line = f'"{method} {shown}" {status} {seconds * 1000:.1f}ms'
-        self.log.info(line)
+        record = {"method": method, "route": route_label(path), "path": shown, "status": status,
+                  "ms": round(seconds * 1000, 2)}  # fmt: skip
+        # the JSON formatter (web.server.JsonLineFormatter) writes ``access`` as the line's fields
+        self.log.info('"%s %s" %s %.1fms', method, shown, status, seconds * 1000, extra={"access": record})

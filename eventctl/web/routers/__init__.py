@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from eventctl.web.routers import current, events, health
+from eventctl.web.routers import current, events, health, metrics
 
-ROUTERS: tuple[APIRouter, ...] = (current.router, events.router, health.router)
+ROUTERS: tuple[APIRouter, ...] = (current.router, events.router, health.router, metrics.router)

@@ -6,10 +6,13 @@ domain errors, answered by the handlers in ``web/errors.py``.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.convertors import Convertor, register_url_convertor
 
 from eventctl import events as core
@@ -62,7 +65,7 @@ def create_event(
     service: CurrentServiceDep,
     allow_overlap: AllowOverlap = False,
 ) -> JSONResponse:
-    event = core.create_event(session, data=data, actor=actor, allow_overlap=allow_overlap)
+    event = core.create_event(session, data=data, actor=actor, via="http", allow_overlap=allow_overlap)
     session.commit()
     service.invalidate()
     return _event(event, 201)
@@ -87,6 +90,28 @@ def list_events(
     return JSONResponse([event_to_json(event, now) for event in rows])
 
 
+class AuditEntryOut(BaseModel):
+    """One audit entry (SPEC §8): ``before`` is null on create, ``after`` null on delete."""
+
+    at: datetime
+    actor: str
+    via: str
+    action: str
+    uid: uuid.UUID
+    page_context: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@router.get("/{uid:uid}/history", response_model=list[AuditEntryOut], responses=responses(401, 404, 503))
+def event_history(uid: Uid, session: ReadSession, _actor: AdminActor) -> JSONResponse:
+    """The event's audit trail, newest first (also for a deleted event)."""
+    from eventctl import audit
+
+    key = core.resolve_uid_with_history(session, ref=uid)
+    return JSONResponse([audit.entry_to_json(e) for e in audit.iter_history(session, uid=key)])
+
+
 @router.get("/{uid:uid}", response_model=EventPublic, responses=responses(401, 404, 503))
 def get_event(uid: Uid, session: ReadSession, _actor: AdminActor) -> JSONResponse:
     return _event(core.get_event(session, ref=uid))
@@ -97,19 +122,19 @@ def update_event(
     uid: Uid,
     changes: EventUpdate,
     session: WriteSession,
-    _actor: AdminActor,
+    actor: AdminActor,
     service: CurrentServiceDep,
     allow_overlap: AllowOverlap = False,
 ) -> JSONResponse:
-    event = core.update_event(session, ref=uid, changes=changes, allow_overlap=allow_overlap)
+    event = core.update_event(session, ref=uid, changes=changes, actor=actor, via="http", allow_overlap=allow_overlap)
     session.commit()
     service.invalidate()
     return _event(event)
 
 
 @router.delete("/{uid:uid}", status_code=204, responses=responses(401, 404, 503))
-def delete_event(uid: Uid, session: WriteSession, _actor: AdminActor, service: CurrentServiceDep) -> Response:
-    core.delete_event(session, ref=uid)
+def delete_event(uid: Uid, session: WriteSession, actor: AdminActor, service: CurrentServiceDep) -> Response:
+    core.delete_event(session, ref=uid, actor=actor, via="http")
     session.commit()
     service.invalidate()
     return Response(status_code=204)

@@ -1,0 +1,133 @@
+"""GET /metrics (SPEC §4) and the access log (issue 9): counters add up, across worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import make_cli
+from test_web import auth, cur, make_app
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """{sorted label pairs: value} of one metric in Prometheus text."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(?:\{{(.*)\}})? (\S+)$", line)
+        if m:
+            labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(1) or "")))
+            out[labels] = float(m.group(2))
+    return out
+
+
+def test_metrics_count_known_traffic_and_need_a_token(db_url):
+    token = make_cli(db_url)("token", "create", "metrics").stdout.strip()
+    assert make_cli(db_url)("create", "--name", "A", "--page", "/a").exit_code == 0
+    assert make_cli(db_url)("create", "--name", "B", "--page", "/b", "--allow-overlap").exit_code == 0
+    with TestClient(make_app(db_url)) as client:
+        assert client.get("/metrics").status_code == 401
+        for _ in range(5):
+            assert cur(client, "/a").status_code == 200
+        assert cur(client, "/nothing").json() is None
+        assert cur(client, "/%zz").status_code == 400
+        etag = cur(client, "/a").headers["etag"]
+        assert cur(client, "/a", **{"If-None-Match": etag}).status_code == 304
+        assert client.get("/api/v1/events/", headers=auth(token)).status_code == 200
+        r = client.get("/metrics", headers=auth(token))
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        requests = _samples(r.text, "eventctl_http_requests_total")
+        current = {k: v for k, v in requests.items() if ("route", "/api/v1/events/current") in k}
+        assert sum(current.values()) == 9
+        assert requests[(("method", "GET"), ("route", "/api/v1/events/current"), ("status", "200"))] == 7
+        assert requests[(("method", "GET"), ("route", "/api/v1/events/"), ("status", "200"))] == 1
+        assert requests[(("method", "GET"), ("route", "/metrics"), ("status", "401"))] == 1
+        outcomes = _samples(r.text, "eventctl_current_answers_total")
+        assert outcomes[(("outcome", "event"),)] == 6
+        assert outcomes[(("outcome", "null"),)] == 1
+        assert outcomes[(("outcome", "bad_request"),)] == 1
+        assert outcomes[(("outcome", "not_modified"),)] == 1
+        lookups = _samples(r.text, "eventctl_current_cache_lookups_total")
+        assert lookups[(("result", "hit"),)] + lookups[(("result", "miss"),)] == 9
+        assert lookups[(("result", "miss"),)] == 3  # /a, /nothing, /%zz once each
+        assert _samples(r.text, "eventctl_current_loads_total")[()] >= 1
+    with TestClient(make_app(db_url, metrics_public=True)) as client:
+        assert client.get("/metrics").status_code == 200
+
+
+def test_unbounded_paths_share_one_label(db_url):
+    with TestClient(make_app(db_url, metrics_public=True)) as client:
+        for i in range(20):
+            client.get(f"/random/{i}")
+        text = client.get("/metrics").text
+    routes = {dict(k).get("route") for k in _samples(text, "eventctl_http_requests_total")}
+    assert routes <= {"other", "/metrics"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_worker_serve_metrics_add_up_and_logs_are_json(tmp_path, db_url):
+    """A real `eventctl serve --workers 2 --log-format json`: one scrape sums both workers."""
+    cli = make_cli(db_url)
+    token = cli("token", "create", "scraper").stdout.strip()
+    assert cli("create", "--name", "Live", "--page", "/live").exit_code == 0
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
+    env.update(EVENTCTL_DATABASE_URL=db_url, PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "serve.log", "w+", encoding="utf-8")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eventctl", "serve", "--port", str(port), "--workers", "2", "--log-format", "json"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=1):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.2)
+        sent = 60
+        for _ in range(sent):  # new connections: the kernel spreads them over both workers
+            req = urllib.request.Request(base + "/api/v1/events/current", headers={"X-Page-Route": "/live"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                assert r.status == 200
+        bad = urllib.request.Request(base + "/api/v1/events/", headers={"Authorization": "Bearer nope"})
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(bad, timeout=5)
+        req = urllib.request.Request(base + "/metrics", headers=auth(token))
+        with urllib.request.urlopen(req, timeout=5) as r:
+            text = r.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.seek(0)
+        lines = log.read().splitlines()
+        log.close()
+    requests = _samples(text, "eventctl_http_requests_total")
+    served = requests[(("method", "GET"), ("route", "/api/v1/events/current"), ("status", "200"))]
+    assert served == sent, requests  # both workers' counts, in one scrape
+    assert _samples(text, "eventctl_current_answers_total")[(("outcome", "event"),)] == sent
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert records and all("time" in r and "level" in r for r in records)
+    access = [r for r in records if r.get("logger") == "eventctl.access"]
+    assert any(r["status"] == 401 and r["route"] == "/api/v1/events/" for r in access), access
+    assert not any(r.get("route") == "/api/v1/events/current" and r["status"] == 200 for r in access)
+    assert token not in "\n".join(lines) and "nope" not in "\n".join(lines)
+    # the 401s were answered by whichever worker accepted them; every line says which
+    assert all(isinstance(r.get("pid"), int) for r in access)
