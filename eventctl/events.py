@@ -429,22 +429,47 @@ def delete_event(session: Session, *, ref: str, actor: str, via: str, now: datet
 
 # ---------------------------------------------------------------- in memory (web cache)
 
+PAGES_PER_QUERY = 500  # pages per IN (...) when several pages are loaded at once
 
-def load_snapshot(session: Session, *, at: datetime) -> dict[str, list[Event]]:
-    """Active events that are live at ``at`` or later, grouped by page.
 
-    The web app resolves /current from this in memory (``resolve_in_memory``),
-    re-applying each window against the clock, so expired rows can be left out.
+def load_snapshot(
+    session: Session, *, at: datetime, pages: list[str] | tuple[str, ...] | set[str] | None = None
+) -> dict[str, list[Event]]:
+    """Active events that are live at ``at`` or later, grouped by page (oldest first).
+
+    ``pages``: only these pages (one indexed query per ``PAGES_PER_QUERY`` pages, on
+    ``ix_events_current``); None: every page (tools and tests; the web app never loads
+    the whole table). The web app resolves /current from this in memory
+    (``resolve_in_memory``), re-applying each window against the clock, so expired rows
+    can be left out and upcoming ones make the next boundary known without a query.
     """
+    if pages is not None and not pages:
+        return {}
     end = _stored_time(session, Event.end_date)
-    query = select(Event).where(
-        col(Event.is_active).is_(True), sa.or_(col(Event.end_date).is_(None), end > _time_value(session, at))
+    base = select(Event).where(
+        col(Event.is_active) == sa.true(), sa.or_(col(Event.end_date).is_(None), end > _time_value(session, at))
     )
+    queries = [base]
+    if pages is not None:
+        wanted = sorted(set(pages))
+        if len(wanted) == 1:
+            queries = [base.where(col(Event.page_context) == wanted[0])]
+        else:
+            queries = [
+                base.where(col(Event.page_context).in_(wanted[i : i + PAGES_PER_QUERY]))
+                for i in range(0, len(wanted), PAGES_PER_QUERY)
+            ]
     by_route: dict[str, list[Event]] = {}
-    for event in session.exec(query.order_by(col(Event.created_at), col(Event.uid))).all():
-        session.expunge(event)
-        by_route.setdefault(event.page_context, []).append(event)
+    for query in queries:
+        for event in session.exec(query.order_by(col(Event.created_at), col(Event.uid))).all():
+            session.expunge(event)
+            by_route.setdefault(event.page_context, []).append(event)
     return by_route
+
+
+def load_page(session: Session, *, page: str, at: datetime) -> list[Event]:
+    """One page's live and upcoming active events (one indexed query): what a /current cache miss loads."""
+    return load_snapshot(session, at=at, pages=[page]).get(page, [])
 
 
 def resolve_in_memory(events: list[Event], *, route: str, at: datetime) -> Event | None:

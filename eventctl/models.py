@@ -30,6 +30,8 @@ STATUS_CHOICES: tuple[str, ...] = (*STATUSES, "all")
 
 class Event(SQLModel, table=True):
     __tablename__ = "events"
+    # /current's per-page query: WHERE page_context = :p AND is_active AND (end_date IS NULL OR end_date > :now)
+    __table_args__ = (sa.Index("ix_events_current", "page_context", "is_active", "end_date"),)
 
     uid: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=NAME_MAX)

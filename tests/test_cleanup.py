@@ -276,7 +276,7 @@ def test_database_failure_while_deleting_rolls_back(db_url, engine, monkeypatch)
     _insert_naive(engine, end=old, name="a")
     _insert_naive(engine, end=old, name="b")
 
-    def broken(session):
+    def broken(session, pages=frozenset()):
         raise sa.exc.OperationalError("UPDATE eventctl_state", {}, Exception("server closed the connection"))
 
     monkeypatch.setattr(core, "bump_version", broken)

@@ -14,7 +14,14 @@ import sqlalchemy as sa
 from conftest import BACKENDS, make_cli
 
 # Released revisions, oldest first. History is append-only: add, never remove or reorder.
-RELEASED = ["0001_events", "0002_api_tokens", "0003_categories", "0004_platform_filters", "0005_audit"]
+RELEASED = [
+    "0001_events",
+    "0002_api_tokens",
+    "0003_categories",
+    "0004_platform_filters",
+    "0005_audit",
+    "0006_current_indexes",
+]
 EVENTCTL_TABLES = {"events", "eventctl_state", "api_tokens", "categories", "eventctl_alembic_version"}
 
 
