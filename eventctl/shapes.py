@@ -80,8 +80,8 @@ Limit = Annotated[StrictInt, PField(ge=LIMIT_MIN, le=LIMIT_MAX, description="Rec
 When = Annotated[AwareDatetime | None, BeforeValidator(_iso_only), AfterValidator(_in_utc)]
 
 
-class EventCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EventBase(BaseModel):
+    """The fields a user sets, each with its one rule (as the template's ``ItemBase``)."""
 
     name: Name
     page_context: PageKey
@@ -93,6 +93,10 @@ class EventCreate(BaseModel):
     start_date: When = None
     end_date: When = None
 
+
+class EventCreate(EventBase):
+    model_config = ConfigDict(extra="forbid")
+
     @model_validator(mode="after")
     def _window(self) -> EventCreate:
         if self.start_date and self.end_date and self.end_date <= self.start_date:
@@ -101,7 +105,10 @@ class EventCreate(BaseModel):
 
 
 class EventUpdate(BaseModel):
-    """Fields given are changed; an explicit null clears description/start/end/filters."""
+    """Fields given are changed; an explicit null clears description/start/end/filters.
+
+    Every field optional, with the same rule as in ``EventBase``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -123,21 +130,12 @@ class EventUpdate(BaseModel):
         return self
 
 
-class EventPublic(BaseModel):
-    """An event as it leaves eventctl (JSON, tables): datetimes aware UTC."""
+class EventPublic(EventBase):
+    """An event as it leaves eventctl (JSON, tables): the base, plus what eventctl sets; datetimes aware UTC."""
 
-    model_config = ConfigDict(defer_build=True)
+    model_config = ConfigDict(defer_build=True, json_schema_serialization_defaults_required=True)
 
     uid: uuid.UUID
-    name: str
-    description: str | None
-    page_context: str
-    filters: RecordReviewFilters
-    limit: int
-    is_active: bool
-    is_default: bool
-    start_date: datetime | None
-    end_date: datetime | None
     created_by: str
     created_at: datetime
     updated_at: datetime

@@ -142,3 +142,52 @@ def test_error_table_row_is_consistent(cls):
         assert body["detail"].startswith("Something is wrong.")
     if issubclass(cls, errors.Conflict):
         assert body["conflicting_uids"] == ["u1"]
+
+
+def test_create_app_is_short_and_routes_live_in_routers():
+    import inspect
+
+    from eventctl.web import app as web_app
+
+    lines = inspect.getsource(web_app.create_app).splitlines()
+    assert len(lines) <= 40, len(lines)
+    source = inspect.getsource(web_app)
+    assert "@api.get" not in source and "@api.post" not in source  # no route is a closure
+
+
+def _instance(cls):
+    from eventctl import errors
+
+    if issubclass(cls, errors.Conflict):
+        return cls("Something is wrong.", ["u1"], cause="driver said: host 10.9.9.9")
+    return cls("Something is wrong.", cause="driver said: host 10.9.9.9")
+
+
+@pytest.mark.parametrize("cls", sorted(__import__("eventctl.errors").errors.error_table(), key=lambda c: c.__name__))
+def test_one_error_table_drives_both_edges(cls, tmp_path, monkeypatch):
+    """The same exception from the core: the CLI exits with the row's code, HTTP answers its status and body."""
+    from fastapi.testclient import TestClient
+
+    from conftest import make_cli
+    from eventctl import events as core
+    from eventctl.config import Settings
+    from eventctl.web.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    cli = make_cli(url)
+    assert cli("db", "upgrade").exit_code == 0
+    token = cli("token", "create", "t").stdout.strip()
+
+    def refuse(*_args, **_kwargs):
+        raise _instance(cls)
+
+    monkeypatch.setattr(core, "get_event", refuse)
+    r = cli("show", "12345678")
+    assert r.exit_code == cls.exit_code, r.stderr
+    assert r.stderr.startswith("Error: Something is wrong") and len(r.stderr.strip().splitlines()) == 1
+    app = create_app(Settings(database_url=url))
+    with TestClient(app) as client:
+        answer = client.get("/api/v1/events/12345678", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == cls.http_status
+    assert answer.json() == _instance(cls).http_body()
+    assert "10.9.9.9" not in answer.text  # the cause is for the operator's log only

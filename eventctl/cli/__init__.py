@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from eventctl.cli import categories, cleanup, db, events, files, misc, serve, timeline, tokens
+from eventctl.cli import categories, cleanup, db, events, files, schema, serve, timeline, tokens
 from eventctl.cli._common import CliContext
 
 app = typer.Typer(
@@ -50,7 +50,7 @@ def root(
 
 events.register(app)
 files.register(app)
-misc.register(app)
+schema.register(app)
 app.add_typer(db.app, name="db")
 app.add_typer(categories.app, name="categories")
 app.add_typer(tokens.app, name="token")

@@ -1,15 +1,32 @@
-"""``GET``/``HEAD /api/v1/events/current``: resolved from memory, cache-friendly, outage-tolerant.
+"""``GET``/``HEAD /api/v1/events/current``: per-page cache, pushed freshness, outage-tolerant.
 
-The database is off the hot path: a poller reads the change counter
-(``eventctl_state.version``, bumped in the same transaction as every write made
-by the CLI or the app) at most every ``poll_interval`` seconds and reloads a
-snapshot of the active, not-yet-expired events when it moved. Requests are
-answered from that snapshot with the core's own rules (``resolve_in_memory``),
-each answer encoded once and reused until the page's next start/end boundary.
+The cache's unit is the page. A miss loads that page's live and upcoming active
+events with one indexed query (``events.load_page``); answers are resolved from
+them in memory with the core's own rules (``resolve_in_memory``), encoded once
+and reused until the page's next start/end boundary. At most ``max_pages`` pages
+are held (least recently used dropped first); nothing is loaded at start-up.
 
-If the database becomes unreachable, answers keep coming from the last good
-snapshot (windows re-applied against the clock) for ``stale_grace`` seconds,
-marked ``X-Eventctl-Stale: true``; then 503.
+Freshness: every write bumps the change counter and, on PostgreSQL, NOTIFYs the
+pages it touched (``events.bump_version``).
+
+* PostgreSQL: each worker LISTENs on its own connection (a thread) and drops the
+  named pages as the notification arrives. While it cannot listen (reconnecting
+  with backoff) the poller reads the counter every ``poll_interval`` and, when it
+  moved, reloads (or, above ``RELOAD_LIMIT`` pages, drops) every held page. Each
+  (re)connection resynchronizes the same way, since notifications sent while
+  nobody listened are lost.
+* SQLite: the poller reads the counter; when it moved, the pages come from the
+  audit log (``id > last seen``: SQLite commits one writer at a time, so ids are
+  in commit order; a move names its old and new page), and only those are dropped.
+
+A load racing with an invalidation of its page is not stored (sequence numbers).
+Each entry is also reloaded after ``MAX_ENTRY_AGE`` seconds, in case a
+notification was lost.
+
+If the database becomes unreachable, answers keep coming from the pages held
+(windows re-applied against the clock) for ``stale_grace`` seconds after the last
+successful database call, marked ``X-Eventctl-Stale: true``; then 503, and 503 at
+once for a page not held.
 
 ``CurrentFastPath`` answers before FastAPI's routing (the hot path); the documented
 route (``routers/current.py``) answers through the same ``send_current``.
@@ -19,12 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +59,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("eventctl.web")
 EVENTS_PREFIX = "/api/v1/events"
 CURRENT_PATH = f"{EVENTS_PREFIX}/current"
-FULL_RELOAD_SECONDS = 60.0
-MAX_CACHED_ANSWERS = 20_000
+DEFAULT_MAX_PAGES = 10_000  # pages held per worker (suggested setting: cache_pages / EVENTCTL_CACHE_PAGES)
+MAX_ENTRY_AGE = 60.0  # a page is reloaded at least this often (a lost notification heals)
+RELOAD_LIMIT = 1_000  # unknown change: reload up to this many held pages, else drop them all
+AUDIT_BATCH = 5_000  # SQLite: more new audit entries than this in one poll: drop everything
+LISTEN_BACKOFF = (0.1, 5.0)  # first and longest wait between LISTEN reconnections (seconds)
+LISTEN_WAKE = 0.25  # the listener checks for stop() this often
 # CORSMiddleware (always outermost, see create_app) appends ", Origin" to every Vary.
 _VARY = (b"vary", b"X-Page-Route")
 _NO_STORE = (b"cache-control", b"no-store")
+
+
+@dataclass(eq=False)
+class PageData:
+    """One page's live and upcoming active events, as loaded at ``loaded_at`` (epoch seconds)."""
+
+    events: list[Any]
+    loaded_at: float
 
 
 @dataclass(frozen=True)
@@ -54,20 +85,31 @@ class Answer:
     etag: bytes | None  # set on cacheable (200) answers
     until: float  # epoch seconds: the answer may change then (next boundary); inf if never
     headers: RawHeaders  # content-type, content-length and, for errors, what render_error adds
+    page: PageData | None = field(default=None)  # what it was computed from (valid while still held)
+    route: str | None = None
 
     @classmethod
-    def ok(cls, body: bytes, until: float) -> Answer:
+    def ok(cls, body: bytes, until: float, page: PageData | None = None, route: str | None = None) -> Answer:
         etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
-        return cls(200, body, etag, until, _entity_headers(body))
+        return cls(200, body, etag, until, _entity_headers(body), page, route)
 
     @classmethod
-    def error(cls, exc: EventctlError, until: float) -> Answer:
+    def error(cls, exc: EventctlError, until: float, page: PageData | None = None, route: str | None = None) -> Answer:
         status, extra, body = render_error(exc)
-        return cls(status, body, None, until, [*_entity_headers(body), _NO_STORE, _VARY, *extra])
+        return cls(status, body, None, until, [*_entity_headers(body), _NO_STORE, _VARY, *extra], page, route)
 
 
 def _entity_headers(body: bytes) -> RawHeaders:
     return [JSON_TYPE, (b"content-length", str(len(body)).encode("ascii"))]
+
+
+@dataclass
+class _PollResult:
+    pages: set[str] | None = None  # pages to drop (known change)
+    everything: bool = False  # drop every page (unknown change, too many to reload)
+    reloaded: dict[str, list[Any]] | None = None  # unknown change: the held pages, reloaded
+    held: list[str] = field(default_factory=list)
+    loaded_at: float = 0.0
 
 
 class CurrentService:
@@ -80,6 +122,8 @@ class CurrentService:
         poll_interval: float,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        listen: bool = True,
     ) -> None:
         from eventctl.web.metrics import Metrics
 
@@ -89,43 +133,222 @@ class CurrentService:
         self.stale_grace = stale_grace
         self.poll_interval = poll_interval
         self.clock = clock
-        self.snapshot: dict[str, list[Any]] | None = None
-        self.version: int | None = None
-        self.loaded_at = 0.0
+        self.max_pages = max(1, max_pages)
+        self.postgres = engine.dialect.name == "postgresql"
+        self.listen = listen and self.postgres
         self.last_success: float | None = None
         self.failing = False
-        self._answers: dict[bytes | None, Answer] = {}
+        self._pages: OrderedDict[str, PageData] = OrderedDict()
+        self._answers: OrderedDict[bytes | None, Answer] = OrderedDict()
+        # invalidation sequence: a load started at seq s is stored only if its page was not invalidated after s
+        self._seq = 0
+        self._all_seq = 0
+        self._invalidated_at: dict[str, int] = {}
+        self._loads_in_flight = 0
+        self._pending: dict[str, asyncio.Task[PageData]] = {}
+        # poller state (poll thread only, under _polling)
+        self.version: int | None = None
+        self._audit_id: int | None = None
+        self._resync = True  # the next poll treats any change as unknown (start, LISTEN (re)connected or lost)
         self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self._refresh_lock: asyncio.Lock | None = None
         # held by the worker thread while it polls: a cancelled refresh leaves its thread running
         self._polling = threading.Lock()
-        # the cause is logged once by refresh(), not on every request
+        # LISTEN (PostgreSQL)
+        self.listening = False
+        self.listen_connects = 0
+        self._listener: threading.Thread | None = None
+        self._stop_listening = threading.Event()
+        self._listen_pid: int | None = None
+        # the cause is logged once, not on every request
         self._unavailable = Answer.error(DatabaseUnavailable("The database is unavailable."), math.inf)
 
-    # ------------------------------------------------------------ freshness
+    # ------------------------------------------------------------ the cache
 
-    def _poll_sync(self) -> None:
-        """In a worker thread: read the counter; reload the snapshot if it moved."""
+    @property
+    def snapshot(self) -> dict[str, list[Any]]:
+        """The pages held and their events (for tools and tests)."""
+        return {route: page.events for route, page in self._pages.items()}
+
+    def _store(self, route: str, page: PageData) -> None:
+        self._pages[route] = page
+        self._pages.move_to_end(route)
+        while len(self._pages) > self.max_pages:
+            self._pages.popitem(last=False)
+
+    def _valid_since(self, route: str, seq: int) -> bool:
+        return self._all_seq <= seq and self._invalidated_at.get(route, -1) <= seq
+
+    def _load_started(self) -> int:
+        self._loads_in_flight += 1
+        return self._seq
+
+    def _load_done(self) -> None:
+        self._loads_in_flight -= 1
+        if self._loads_in_flight == 0:
+            self._invalidated_at.clear()
+
+    def invalidate(self, pages: Iterable[str] | None = None, source: str = "write") -> None:
+        """Drop these pages (None: every page); called after a write in this process and by the listener.
+
+        The cache belongs to the event loop: called from another thread (a sync route), the
+        work is handed to the loop, ahead of the response that thread is about to send.
+        """
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._call_in_loop(self.invalidate, None if pages is None else list(pages), source)
+            return
+        self._seq += 1
+        if pages is None:
+            self._all_seq = self._seq
+            count = len(self._pages)
+            self._pages.clear()
+            self._answers.clear()
+            self._invalidated_at.clear()
+        else:
+            count = 0
+            for route in pages:
+                if self._pages.pop(route, None) is not None:
+                    count += 1
+                if self._loads_in_flight:
+                    self._invalidated_at[route] = self._seq
+            if len(self._invalidated_at) > 100_000:  # far more than ever in flight: be coarse
+                self._all_seq = self._seq
+                self._invalidated_at.clear()
+        # answers computed from a dropped page are no longer used (Answer.page is not held)
+        self.metrics.invalidated(count, source)
+        self.metrics.data_age(0.0, len(self._pages))
+
+    def _on_notify(self, payload: str) -> None:
+        """In the event loop: a NOTIFY from a write, naming the pages it touched."""
+        try:
+            pages = json.loads(payload)
+            if not isinstance(pages, list) or not all(isinstance(p, str) for p in pages):
+                raise ValueError(payload[:80])
+        except ValueError:
+            log.warning("unreadable notification on the events channel; dropping every page")
+            self.invalidate(None, "notify")
+            return
+        self.invalidate(pages, "notify")
+
+    # ------------------------------------------------------------ loading
+
+    def _load_sync(self, routes: list[str]) -> tuple[dict[str, list[Any]], float]:
+        from eventctl.db import read_session
+        from eventctl.events import load_snapshot
+
+        now = self.clock()
+        started = time.perf_counter()
+        with read_session(self.engine) as session:
+            found = load_snapshot(session, at=datetime.fromtimestamp(now, UTC), pages=routes)
+        self.metrics.loaded(time.perf_counter() - started)
+        return found, now
+
+    async def _fetch(self, route: str) -> PageData:
+        from anyio import to_thread
+
+        page: PageData | None = None
+        for _attempt in range(3):
+            seq = self._load_started()
+            try:
+                found, loaded_at = await to_thread.run_sync(self._load_sync, [route])
+                page = PageData(found.get(route, []), loaded_at)
+                self.last_success = max(self.last_success or 0.0, loaded_at)
+                if self._valid_since(route, seq):
+                    self._store(route, page)
+                    return page
+            finally:
+                self._load_done()
+        assert page is not None
+        return page  # invalidated during every attempt: answer from the newest load, uncached
+
+    async def _load_page(self, route: str) -> PageData:
+        """The page's data from the database; concurrent misses of one page share one query."""
+        task = self._pending.get(route)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(route))
+            self._pending[route] = task
+            task.add_done_callback(lambda t, r=route: self._fetched(r, t))
+        return await asyncio.shield(task)
+
+    def _fetched(self, route: str, task: asyncio.Task[PageData]) -> None:
+        if self._pending.get(route) is task:
+            del self._pending[route]
+        if not task.cancelled():
+            task.exception()  # retrieved: waiters (if any) get it through shield
+
+    def _mark_failing(self, exc: BaseException) -> None:
+        self.metrics.db_error("current")
+        if self.last_success is not None:
+            self.metrics.data_age(self.clock() - self.last_success, len(self._pages))
+        if not self.failing:
+            log.warning("database unavailable, serving last good data: %s", str(exc).splitlines()[0][:300])
+        self.failing = True
+
+    # ------------------------------------------------------------ polling
+
+    def _poll_sync(self, held: list[str], listening: bool) -> _PollResult:
+        """In a worker thread: read the counter (SQLite: and the pages written since); reload if unknown."""
         import sqlalchemy as sa
 
         from eventctl.db import read_session
         from eventctl.events import load_snapshot
 
+        result = _PollResult()
         with self._polling:
-            now = self.clock()
-            with self.engine.connect() as conn:
-                version = conn.execute(sa.text("SELECT version FROM eventctl_state WHERE id = 1")).scalar()
-            stale_snapshot = now - self.loaded_at >= FULL_RELOAD_SECONDS
-            if self.snapshot is None or version != self.version or stale_snapshot:
-                started = time.perf_counter()
-                with read_session(self.engine) as session:
-                    snapshot = load_snapshot(session, at=datetime.fromtimestamp(now, UTC))
-                self.metrics.loaded(time.perf_counter() - started)
-                self.metrics.invalidated(len(self._answers), "poll")
-                self.snapshot, self.version, self.loaded_at = snapshot, version, now
-                self._answers = {}
-            self.last_success, self.failing = self.clock(), False
-            self.metrics.data_age(0.0, len(self._answers))
+            resync, self._resync = self._resync, False
+            try:
+                with self.engine.connect() as conn, conn.begin():  # one snapshot: counter and audit agree
+                    version = int(
+                        conn.execute(sa.text("SELECT version FROM eventctl_state WHERE id = 1")).scalar() or 0
+                    )
+                    pages, audit_id = None, self._audit_id
+                    if not self.postgres:
+                        if audit_id is None or resync:
+                            audit_id = conn.execute(sa.text("SELECT max(id) FROM eventctl_audit")).scalar() or 0
+                        elif version != self.version:
+                            pages, audit_id = self._pages_written(conn, version)
+            except BaseException:
+                self._resync = self._resync or resync
+                raise
+            moved = version != self.version
+            self.version, self._audit_id = version, audit_id
+            if resync or (moved and pages is None and not listening):
+                if len(held) <= RELOAD_LIMIT:
+                    now = self.clock()
+                    with read_session(self.engine) as session:
+                        result.reloaded = load_snapshot(session, at=datetime.fromtimestamp(now, UTC), pages=held)
+                    result.held, result.loaded_at = held, now
+                else:
+                    result.everything = True
+            elif moved and pages is not None:
+                result.pages = pages
+            # else: nothing moved, or PostgreSQL while listening (the listener hands the pages over)
+        return result
+
+    def _pages_written(self, conn: Any, version: int) -> tuple[set[str] | None, int]:
+        """SQLite: the pages of the audit entries after the last one seen (None: cannot tell), and the last id."""
+        import sqlalchemy as sa
+
+        rows = conn.execute(
+            sa.text("SELECT id, page_context, before, after FROM eventctl_audit WHERE id > :last ORDER BY id LIMIT :n"),
+            {"last": self._audit_id, "n": AUDIT_BATCH + 1},
+        ).all()
+        writes = version - (self.version or 0)
+        # every write adds one audit entry or more in its transaction: fewer means some were pruned
+        if len(rows) > AUDIT_BATCH or len(rows) < writes:
+            return None, conn.execute(sa.text("SELECT max(id) FROM eventctl_audit")).scalar() or 0
+        pages: set[str] = set()
+        for _id, page, before, after in rows:
+            pages.add(page)
+            for side in (before, after):
+                if isinstance(side, str):
+                    side = json.loads(side)
+                if isinstance(side, dict) and isinstance(side.get("page_context"), str):
+                    pages.add(side["page_context"])
+        return pages, rows[-1][0] if rows else (self._audit_id or 0)
 
     async def refresh(self) -> None:
         from anyio import to_thread
@@ -133,71 +356,175 @@ class CurrentService:
         if self._refresh_lock is None:
             self._refresh_lock = asyncio.Lock()
         async with self._refresh_lock:
+            seq = self._load_started()
             try:
-                await to_thread.run_sync(self._poll_sync)
-            except Exception as exc:  # noqa: BLE001 - an outage: keep the last good data
-                self.metrics.db_error("current")
-                if self.last_success is not None:
-                    self.metrics.data_age(self.clock() - self.last_success, len(self._answers))
-                if not self.failing:
-                    log.warning("database unavailable, serving last good data: %s", str(exc).splitlines()[0])
-                self.failing = True
+                try:
+                    result = await to_thread.run_sync(self._poll_sync, list(self._pages), self.listening)
+                except Exception as exc:  # noqa: BLE001 - an outage: keep the last good data
+                    self._mark_failing(exc)
+                    return
+                self._apply(result, seq)
+            finally:
+                self._load_done()
+            self.last_success, self.failing = self.clock(), False
+            self.metrics.data_age(0.0, len(self._pages))
+
+    def _apply(self, result: _PollResult, seq: int) -> None:
+        if result.everything:
+            self.invalidate(None, "poll")
+        elif result.reloaded is not None:
+            count = 0
+            for route in result.held:
+                if route in self._pages:
+                    count += 1
+                    if self._valid_since(route, seq):
+                        self._pages[route] = PageData(result.reloaded.get(route, []), result.loaded_at)
+                    else:
+                        del self._pages[route]
+            self.metrics.invalidated(count, "poll")
+        elif result.pages:
+            self.invalidate(result.pages, "poll")
 
     async def _poll_loop(self) -> None:
+        assert self._wake is not None
         while True:
             await self.refresh()
-            await asyncio.sleep(self.poll_interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    def _wake_poller(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # ------------------------------------------------------------ LISTEN (PostgreSQL)
+
+    def _call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nobody to tell
+            pass
+
+    def _listen_forever(self) -> None:
+        import psycopg
+
+        from eventctl.events import NOTIFY_CHANNEL
+
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        cparams = {**cparams, "autocommit": True, "connect_timeout": 5}
+        wait, logged = LISTEN_BACKOFF[0], False
+        while not self._stop_listening.is_set():
+            try:
+                with psycopg.connect(*cargs, **cparams) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._listen_pid = conn.info.backend_pid
+                    self.listening, wait, logged = True, LISTEN_BACKOFF[0], False
+                    self.listen_connects += 1
+                    self._resync = True  # what was written while nobody listened
+                    self._call_in_loop(self._wake_poller)
+                    while not self._stop_listening.is_set():
+                        for note in conn.notifies(timeout=LISTEN_WAKE):
+                            self._call_in_loop(self._on_notify, note.payload)
+            except Exception as exc:  # noqa: BLE001 - poll meanwhile, reconnect with backoff
+                if not logged and not self._stop_listening.is_set():
+                    log.warning("not listening for changes (polling meanwhile): %s", str(exc).splitlines()[0][:300])
+                    logged = True
+            finally:
+                if self.listening:
+                    self.listening = False
+                    self._resync = True  # notifications not yet read are lost
+                    self._call_in_loop(self._wake_poller)
+                self._listen_pid = None
+            if self._stop_listening.wait(wait):
+                break
+            wait = min(wait * 2, LISTEN_BACKOFF[1])
+
+    # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._poll_loop())
+            self._loop, self._loop_thread = loop, threading.get_ident()
+            self._wake = asyncio.Event()
+            self._resync = True
+            self._task = loop.create_task(self._poll_loop())
+        if self.listen and (self._listener is None or not self._listener.is_alive()):
+            self._stop_listening.clear()
+            self._listener = threading.Thread(target=self._listen_forever, name="eventctl-listen", daemon=True)
+            self._listener.start()
 
     async def stop(self) -> None:
-        """Stop polling; returns once no poll holds a connection (the engine may be disposed then)."""
+        """Stop polling and listening; returns once no poll, load or LISTEN holds a connection."""
         from anyio import to_thread
 
-        if self._task is not None:
-            self._task.cancel()
+        self._stop_listening.set()
+        tasks = [t for t in (self._task, *self._pending.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             try:
-                await self._task
+                await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
-            self._task = None
+        self._task = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await to_thread.run_sync(listener.join)
         await to_thread.run_sync(self._wait_for_poll)
 
     def _wait_for_poll(self) -> None:
         with self._polling:
             pass
 
-    def invalidate(self) -> None:
-        """After a write in this process: reload on the next request, not a poll later."""
-        self.metrics.invalidated(len(self._answers), "write")
-        self.version = None
-        self._answers = {}
-
     # ------------------------------------------------------------ answers
 
-    def _compute(self, raw: bytes | None, now: float) -> Answer:
+    def _usable(self, answer: Answer, now: float, stale: bool) -> bool:
+        if now >= answer.until:
+            return False
+        page = answer.page
+        if page is None:
+            return True
+        return self._pages.get(answer.route) is page and (stale or now - page.loaded_at < MAX_ENTRY_AGE)  # type: ignore[arg-type]
+
+    async def _compute(self, raw: bytes | None, now: float) -> Answer:
         from eventctl.events import next_boundary, resolve_in_memory
         from eventctl.models import event_to_json
         from eventctl.routes import normalize_route
 
-        assert self.snapshot is not None
         try:
             route = normalize_route(raw)  # the header's bytes, read as UTF-8
         except MalformedRoute as exc:
             return Answer.error(MalformedPageHeader(exc.message), math.inf)
         if route is None:
             return Answer.ok(b"null", math.inf)
-        events = self.snapshot.get(route, [])
+        page = self._pages.get(route)
+        if page is None or (not self.failing and now - page.loaded_at >= MAX_ENTRY_AGE):
+            if self.failing:  # do not wait on a dead database per request: the poller finds it back
+                if page is None:
+                    return self._unavailable
+            else:
+                try:
+                    page = await self._load_page(route)
+                except Exception as exc:  # noqa: BLE001 - an outage: the page held, if any, within grace
+                    self._mark_failing(exc)
+                    page = self._pages.get(route)
+                    if page is None:
+                        return self._unavailable
+        else:
+            self._pages.move_to_end(route)
         at = datetime.fromtimestamp(now, UTC)
-        boundary = next_boundary(events, at=at)
+        boundary = next_boundary(page.events, at=at)
         until = boundary.timestamp() if boundary is not None else math.inf
         try:
-            event = resolve_in_memory(events, route=route, at=at)
+            event = resolve_in_memory(page.events, route=route, at=at)
         except Conflict as exc:
-            return Answer.error(exc, until)
-        return Answer.ok(b"null" if event is None else dumps(event_to_json(event, at)), until)
+            return Answer.error(exc, until, page, route)
+        return Answer.ok(b"null" if event is None else dumps(event_to_json(event, at)), until, page, route)
 
     async def respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, RawHeaders, bytes]:
         """Status, headers and body for one request. The only code path for /current."""
@@ -205,28 +532,31 @@ class CurrentService:
         self.metrics.current_answer(_outcome(status, body, headers))
         return status, headers, body
 
+    def _beyond_grace(self, now: float) -> bool:
+        return self.failing and (self.last_success is None or now - self.last_success > self.stale_grace)
+
     async def _respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, RawHeaders, bytes]:
         if self._task is None:
             self.start()  # also when the server runs no lifespan (uvicorn --lifespan off, mounted apps)
-        if self.snapshot is None and not self.failing:
-            await self.refresh()  # first requests wait for the first load (it may be in flight)
         now = self.clock()
-        stale = self.failing
-        if self.snapshot is None or (
-            stale and (self.last_success is None or now - self.last_success > self.stale_grace)
-        ):
+        if self._beyond_grace(now):
             return self._unavailable.status, list(self._unavailable.headers), self._unavailable.body
-        if self.version is None and not stale:
-            await self.refresh()
         answer = self._answers.get(raw_route)
-        if answer is None or now >= answer.until:
-            self.metrics.cache_miss()
-            answer = self._compute(raw_route, now)
-            if len(self._answers) >= MAX_CACHED_ANSWERS:
-                self._answers = {}
-            self._answers[raw_route] = answer
-        else:
+        if answer is not None and self._usable(answer, now, self.failing):
             self.metrics.cache_hit()
+            self._answers.move_to_end(raw_route)
+            if answer.route is not None:
+                self._pages.move_to_end(answer.route)
+        else:
+            self.metrics.cache_miss()
+            answer = await self._compute(raw_route, now)
+            if answer is self._unavailable or self._beyond_grace(now):
+                return self._unavailable.status, list(self._unavailable.headers), self._unavailable.body
+            self._answers[raw_route] = answer
+            self._answers.move_to_end(raw_route)
+            while len(self._answers) > 2 * self.max_pages:
+                self._answers.popitem(last=False)
+        stale = self.failing
         if answer.etag is None:
             return answer.status, list(answer.headers), answer.body
         headers = [(b"etag", answer.etag), _VARY, (b"cache-control", self._cache_control(answer, now, stale))]

@@ -67,7 +67,7 @@ def create_event(
 ) -> JSONResponse:
     event = core.create_event(session, data=data, actor=actor, via="http", allow_overlap=allow_overlap)
     session.commit()
-    service.invalidate()
+    service.invalidate([event.page_context])
     return _event(event, 201)
 
 
@@ -126,15 +126,16 @@ def update_event(
     service: CurrentServiceDep,
     allow_overlap: AllowOverlap = False,
 ) -> JSONResponse:
+    before = core.get_event(session, ref=uid).page_context
     event = core.update_event(session, ref=uid, changes=changes, actor=actor, via="http", allow_overlap=allow_overlap)
     session.commit()
-    service.invalidate()
+    service.invalidate({before, event.page_context})
     return _event(event)
 
 
 @router.delete("/{uid:uid}", status_code=204, responses=responses(401, 404, 503))
 def delete_event(uid: Uid, session: WriteSession, actor: AdminActor, service: CurrentServiceDep) -> Response:
-    core.delete_event(session, ref=uid, actor=actor, via="http")
+    event = core.delete_event(session, ref=uid, actor=actor, via="http")
     session.commit()
-    service.invalidate()
+    service.invalidate([event.page_context])
     return Response(status_code=204)
