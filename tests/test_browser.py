@@ -114,11 +114,12 @@ def served_api(tmp_path, page_servers):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail(f"eventctl serve did not start: {proc.stdout.read() if proc.stdout else ''}")
+                output, _ = proc.communicate(timeout=10)
+                pytest.fail(f"eventctl serve did not start: {output}")
             time.sleep(0.1)
     yield base
     proc.terminate()
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)  # reads and closes the pipe (no ResourceWarning)
 
 
 def _page_text(driver, url: str) -> str:
