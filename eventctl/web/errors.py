@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,12 +80,27 @@ def _trim(error: dict[str, Any]) -> dict[str, Any]:
     error = {**error, "loc": [_excerpt(part) for part in error.get("loc", ())]}
     if "input" in error:
         error["input"] = _excerpt(error["input"])
-    return error
+    return _json_safe(error)
 
 
 def _excerpt(value: Any) -> Any:
     text = value if isinstance(value, str) else repr(value)
     return value if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "…"
+
+
+def _json_safe(value: Any) -> Any:
+    """What a 422 may echo, made encodable: lone surrogates escaped, NaN/∞ and objects as short text."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_json_safe(str(k)): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bool | int) or value is None:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return _json_safe(_excerpt(repr(value)))
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
