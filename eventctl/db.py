@@ -111,8 +111,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             raise InvalidInput(f"Unsupported SQLite driver {parsed.get_driver_name()[:40]!r}; use sqlite:///PATH.")
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
     elif backend == "postgresql":
-        if parsed.get_driver_name() not in ("psycopg", "psycopg_async"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
+        if parsed.drivername not in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+            raise InvalidInput(
+                f"Unsupported PostgreSQL driver {parsed.get_driver_name()[:40]!r}; use postgresql+psycopg://."
+            )
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, whatever the URL's default
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
         connect_args["options"] = "-c timezone=UTC"
         kwargs = {"pool_size": 5, "max_overflow": 5, **kwargs}

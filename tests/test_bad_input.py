@@ -180,3 +180,13 @@ def test_create_by_that_is_not_text_is_refused(cli, db_url):
     r = cli("create", *GOOD, "--created-by", "ad\udcffmin")
     _assert_refused(r)
     assert count_rows(db_url) == 0
+
+
+def test_unknown_database_driver_is_usage_error_and_creates_nothing(tmp_path):
+    from conftest import make_cli
+
+    for url in (f"sqlite+nodriver:///{tmp_path / 'x.db'}", "postgresql+nodriver://x@localhost/db"):
+        r = make_cli(url)("list")
+        assert r.exit_code == 2, (url, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -373,7 +373,10 @@ def test_people_never_get_raw_control_characters(cli, db_url):
     assert cli("show", ev["uid"], "--json").json()["name"] == "evil\x1b]0;title\x07\nforged line"
 
 
-def test_uid_column_is_never_cut(cli):
-    ev = create(cli, "--name", "N" * 150, "--page", "/" + "p" * 200)
-    r = cli("list", env={"COLUMNS": "80"})
-    assert ev["uid"][:8] in r.stdout, r.stdout
+def test_uid_column_is_never_cut_and_times_never_wrap(cli):
+    ev = create(cli, "--name", "N" * 150, "--page", "/" + "p" * 200, "--start", "2030-01-01T09:00Z", "--end",
+                "2030-02-01T18:30Z")  # fmt: skip
+    for width in ("80", "120"):
+        r = cli("list", env={"COLUMNS": width})
+        assert ev["uid"][:8] in r.stdout, r.stdout
+        assert "2030-01-01 09:00Z" in r.stdout and "2030-02-01 18:30Z" in r.stdout, r.stdout

@@ -185,3 +185,34 @@ def test_an_audit_write_failure_rolls_back_the_change(cli, db_url, monkeypatch):
     r = cli("create", "--name", "X", "--page", "/x")
     assert r.exit_code == 1 and "Traceback" not in r.stderr
     assert count_rows(db_url, "events") == 0
+
+
+def test_history_from_every_writer_cli_http_apply_cleanup(cli, db_url, tmp_path):
+    """Issue 9: a create via CLI, an update via HTTP, an apply and a cleanup of the same event → four entries."""
+    from fastapi.testclient import TestClient
+
+    from test_web import make_app
+
+    token = cli("token", "create", "web-admin").stdout.strip()
+    ev = cli(
+        "create", "--json", "--name", "Old", "--page", "/h4", "--start", "-30d", "--end", "-20d", "--created-by", "ana"
+    ).json()
+    with TestClient(make_app(db_url)) as client:
+        r = client.put(f"/api/v1/events/{ev['uid']}", json={"limit": 42}, headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        entry = {**{k: ev[k] for k in ("uid", "name", "page_context", "start_date", "end_date")}, "limit": 42}
+        apply_json(cli, write(tmp_path, "h4.json", [{**entry, "description": "from the file"}]))
+        assert cli("cleanup", "--older-than", "7d", env={"EVENTCTL_ACTOR": "cron"}).exit_code == 0
+        assert cli("show", ev["uid"]).exit_code == 4  # gone; its history is not
+        via_http = client.get(f"/api/v1/events/{ev['uid']}/history", headers={"Authorization": f"Bearer {token}"})
+    entries = cli("history", ev["uid"], "--json").json()
+    assert via_http.status_code == 200 and via_http.json() == entries
+    assert [(e["action"], e["via"], e["actor"]) for e in entries] == [
+        ("delete", "cleanup", "cron"),
+        ("update", "apply", entries[1]["actor"]),
+        ("update", "http", "web-admin"),
+        ("create", "cli", "ana"),
+    ]
+    assert entries[2]["before"]["limit"] == 20 and entries[2]["after"]["limit"] == 42
+    assert entries[1]["before"]["description"] is None and entries[1]["after"]["description"] == "from the file"
+    assert entries[0]["before"]["description"] == "from the file" and entries[0]["after"] is None

@@ -177,10 +177,12 @@ def print_rows(
     as_json: bool,
     columns: dict[str, Callable[[dict[str, Any]], Any]],
     empty: str,
+    no_wrap: tuple[str, ...] = (),
 ) -> None:
     """A list command's output: the rows as a (streamed) JSON array, or a Rich table for people.
 
-    Text from outside is escaped for the terminal; the first column (an id people copy) never wraps.
+    Text from outside is escaped for the terminal; the first column (an id people copy) and the
+    ``no_wrap`` ones (times) never wrap.
     """
     if as_json:
         emit_json_list(rows)
@@ -191,7 +193,8 @@ def print_rows(
 
     table = Table()
     for i, name in enumerate(columns):
-        table.add_column(name, overflow="fold", no_wrap=i == 0, min_width=8 if i == 0 else None)
+        keep = i == 0 or name in no_wrap
+        table.add_column(name, overflow="fold", no_wrap=keep, min_width=8 if i == 0 else None)
     for row in rows:
         table.add_row(*("-" if (v := cell(row)) in (None, "") else for_terminal(v) for cell in columns.values()))
     if not table.row_count:

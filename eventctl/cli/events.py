@@ -171,14 +171,19 @@ def _print_event(event: Event, *, as_json: bool, at: datetime, title: str | None
     console().print(table, markup=False)
 
 
+def _short_time(value: str | None) -> str | None:
+    """``2026-12-07T03:30:00.123Z`` → ``2026-12-07 03:30Z``: a table cell that never wraps (UTC, minutes)."""
+    return None if value is None else f"{value[:10]} {value[11:16]}Z"
+
+
 def _list_columns() -> dict[str, Any]:
     return {
         "uid": lambda r: r["uid"][:8],
         "name": itemgetter("name"),
         "page": itemgetter("page_context"),
         "status": lambda r: r["status"] + (" (default)" if r["is_default"] else ""),
-        "start": itemgetter("start_date"),
-        "end": itemgetter("end_date"),
+        "start": lambda r: _short_time(r["start_date"]),
+        "end": lambda r: _short_time(r["end_date"]),
         "limit": itemgetter("limit"),
         "filters": lambda r: _filters_text(r["filters"]),
     }
@@ -379,7 +384,7 @@ def list_(
     with read_session(engine) as session:
         query = core.list_query(session, page=page, status=status, offset=offset, limit=limit, at=now)
         rows = (event_to_json(e, now) for e in session.exec(query.execution_options(yield_per=500)))
-        print_rows(rows, as_json=json_, empty="No events.", columns=_list_columns())
+        print_rows(rows, as_json=json_, empty="No events.", columns=_list_columns(), no_wrap=("status", "start", "end"))
 
 
 def delete(

@@ -1,0 +1,207 @@
+"""The /current cache (SPEC §4, issue 10): per page, bounded, pushed freshness, several instances."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+from test_web import API, auth, cur, make_app, post
+
+from conftest import _empty_tables, make_cli
+
+DEADLINE = 2.0  # generous for the assertions; the measured latency is printed
+
+
+def _service(client):
+    return client.app.fastapi.state.current
+
+
+def _wait_for(predicate, deadline: float = DEADLINE, step: float = 0.005) -> float | None:
+    start = time.monotonic()
+    while time.monotonic() - start < deadline:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(step)
+    return None
+
+
+def _wait_listening(service, connects: int = 1) -> None:
+    assert _wait_for(lambda: service.listening and service.listen_connects >= connects, 10), "never listened"
+
+
+def test_a_write_drops_only_the_pages_it_touched(db_url):
+    with TestClient(make_app(db_url, poll_interval=0.05)) as client:
+        service = _service(client)
+        if service.listen:
+            _wait_listening(service)
+        for page in ("/a", "/b", "/c"):
+            assert cur(client, page).json() is None
+        held = dict(service._pages)
+        assert set(held) == {"/a", "/b", "/c"}
+        assert make_cli(db_url)("create", "--name", "A", "--page", "/a").exit_code == 0
+        seen = _wait_for(lambda: (cur(client, "/a").json() or {}).get("name") == "A")
+        assert seen is not None
+        print(f"CLI write seen after {seen * 1000:.0f} ms ({service.engine.dialect.name})")
+        # the other pages were never dropped: same objects, no reload
+        assert service._pages["/b"] is held["/b"] and service._pages["/c"] is held["/c"]
+        assert service._pages["/a"] is not held["/a"]
+
+
+def test_a_moved_event_leaves_its_old_page_at_once(db_url):
+    token = make_cli(db_url)("token", "create", "mover").stdout.strip()
+    with TestClient(make_app(db_url, poll_interval=3600)) as client:  # no help from the poller
+        ev = post(client, token, {"name": "M", "page_context": "/old"}).json()
+        assert cur(client, "/old").json()["uid"] == ev["uid"]
+        assert cur(client, "/new").json() is None
+        r = client.put(f"{API}{ev['uid']}", json={"page_context": "/new"}, headers=auth(token))
+        assert r.status_code == 200
+        assert cur(client, "/old").json() is None
+        assert cur(client, "/new").json()["uid"] == ev["uid"]
+
+
+def test_a_move_by_the_cli_leaves_both_pages_fresh(db_url):
+    cli = make_cli(db_url)
+    r = cli("create", "--name", "M", "--page", "/from", "--json")
+    uid = json.loads(r.stdout)["uid"]
+    with TestClient(make_app(db_url, poll_interval=0.05)) as client:
+        service = _service(client)
+        if service.listen:
+            _wait_listening(service)
+        assert cur(client, "/from").json()["uid"] == uid
+        assert cur(client, "/to").json() is None
+        assert cli("update", uid, "--page", "/to").exit_code == 0
+        assert _wait_for(lambda: cur(client, "/from").json() is None) is not None
+        assert cur(client, "/to").json()["uid"] == uid
+
+
+def test_the_cache_is_bounded(db_url):
+    cli = make_cli(db_url)
+    for i in range(3):
+        assert cli("create", "--name", f"E{i}", "--page", f"/p/{i}").exit_code == 0
+    app = make_app(db_url)
+    bounded = app.fastapi.state.current
+    bounded.max_pages = 5  # the constructor's max_pages (default 10,000)
+    with TestClient(app) as client:
+        for i in range(40):
+            assert cur(client, f"/p/{i}").status_code == 200
+            assert len(bounded._pages) <= 5 and len(bounded._answers) <= 10
+        assert list(bounded._pages) == [f"/p/{i}" for i in range(35, 40)]  # the most recent
+        assert cur(client, "/p/0").json()["name"] == "E0"  # evicted, loaded again
+
+
+def test_the_first_request_loads_only_its_page(db_url):
+    cli = make_cli(db_url)
+    for i in range(5):
+        assert cli("create", "--name", f"E{i}", "--page", f"/s/{i}").exit_code == 0
+    with TestClient(make_app(db_url)) as client:
+        assert cur(client, "/s/3").json()["name"] == "E3"
+        assert set(_service(client)._pages) == {"/s/3"}
+
+
+def test_the_page_query_uses_the_index(engine):
+    """A miss is one query on ix_events_current (EXPLAIN), whatever the size of the table."""
+    from datetime import UTC, datetime
+
+    from eventctl.db import read_session
+    from eventctl.events import load_page
+
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    with read_session(engine) as session:
+        load_page(session, page="/x", at=datetime.now(UTC))
+    sa.event.remove(engine, "before_cursor_execute", capture)
+    queries = [(s, p) for s, p in statements if "FROM events" in s]
+    assert len(queries) == 1
+    statement, parameters = queries[0]
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # a tiny table would be scanned anyway
+            plan = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
+    text = "\n".join(str(row) for row in plan)
+    print(text)
+    # ix_events_current; PostgreSQL may take ix_events_page_context (its prefix) on a tiny table
+    assert "ix_events_current" in text or "ix_events_page_context" in text, text
+    assert "Seq Scan" not in text and "SCAN events" not in text, text
+
+
+@pytest.mark.postgres
+def test_listen_killed_polling_keeps_fresh_then_listening_resumes(pg_migrated_url, monkeypatch):
+    from eventctl.web import current
+
+    _empty_tables(pg_migrated_url)
+    cli = make_cli(pg_migrated_url)
+    monkeypatch.setattr(current, "LISTEN_BACKOFF", (3.0, 3.0))  # a long gap: only polling can help
+    with TestClient(make_app(pg_migrated_url, poll_interval=0.1)) as client:
+        service = _service(client)
+        _wait_listening(service)
+        assert cur(client, "/k").json() is None
+        admin = sa.create_engine(pg_migrated_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": service._listen_pid}).scalar()
+        admin.dispose()
+        assert _wait_for(lambda: not service.listening) is not None
+        assert cli("create", "--name", "while polling", "--page", "/k").exit_code == 0
+        seen = _wait_for(lambda: (cur(client, "/k").json() or {}).get("name") == "while polling")
+        assert seen is not None and not service.listening
+        print(f"seen by polling after {seen * 1000:.0f} ms")
+        _wait_listening(service, connects=2)
+        assert cli("create", "--name", "pushed", "--page", "/k2").exit_code == 0
+        seen = _wait_for(lambda: (cur(client, "/k2").json() or {}).get("name") == "pushed")
+        assert seen is not None
+        print(f"seen by LISTEN after {seen * 1000:.0f} ms")
+
+
+@pytest.mark.postgres
+def test_two_instances_see_a_cli_write(pg_migrated_url):
+    _empty_tables(pg_migrated_url)
+    cli = make_cli(pg_migrated_url)
+    # a long poll interval: what arrives within the bound was pushed
+    with (
+        TestClient(make_app(pg_migrated_url, poll_interval=30)) as one,
+        TestClient(make_app(pg_migrated_url, poll_interval=30)) as two,
+    ):
+        for client in (one, two):
+            _wait_listening(_service(client))
+            assert cur(client, "/both").json() is None
+        latencies = []
+        for i in range(5):
+            assert cli("create", "--name", f"W{i}", "--page", "/both", "--allow-overlap").exit_code == 0
+            for client in (one, two):
+                seen = _wait_for(lambda c=client, n=i: len(_names(c)) == n + 1 or _conflict(c, n + 1))
+                assert seen is not None
+                latencies.append(seen)
+        print("two instances, CLI write to visible (ms):", [round(x * 1000) for x in latencies])
+
+
+def _names(client) -> list[str]:
+    body = cur(client, "/both").json()
+    return [body["name"]] if isinstance(body, dict) and "name" in body else []
+
+
+def _conflict(client, n: int) -> bool:
+    r = cur(client, "/both")
+    return r.status_code == 409 and len(r.json()["conflicting_uids"]) == n
+
+
+@pytest.mark.postgres
+def test_stop_closes_the_listen_connection(pg_migrated_url):
+    _empty_tables(pg_migrated_url)
+    app = make_app(pg_migrated_url)
+    with TestClient(app) as client:
+        service = _service(client)
+        _wait_listening(service)
+        pid = service._listen_pid
+    admin = sa.create_engine(pg_migrated_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        alive = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}).scalar()
+    admin.dispose()
+    assert alive == 0 and not service.listening
