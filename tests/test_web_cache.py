@@ -8,9 +8,9 @@ import time
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
-from test_web import API, auth, cur, make_app, post
 
 from conftest import _empty_tables, make_cli
+from test_web import API, auth, cur, make_app, post
 
 DEADLINE = 2.0  # generous for the assertions; the measured latency is printed
 

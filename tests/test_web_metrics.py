@@ -13,9 +13,9 @@ import urllib.request
 
 import pytest
 from fastapi.testclient import TestClient
-from test_web import auth, cur, make_app
 
 from conftest import make_cli
+from test_web import auth, cur, make_app
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -16,9 +16,9 @@ from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
-from test_web import API, CURRENT, auth, cur, make_app, post
 
 from conftest import count_rows, make_cli
+from test_web import API, CURRENT, auth, cur, make_app, post
 
 TELUGU = "/review/తెలుగు"
 
