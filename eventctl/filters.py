@@ -58,20 +58,22 @@ class RecordReviewFilters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    language: list[_Language] | None = Field(None, description='Languages, e.g. ["Telugu"] (each trimmed)')
-    media_type: list[MediaType] | None = Field(None, description="Media types (any of them)")
-    category_ids: list[UUID] | None = Field(None, description="Category ids (any of them); de-duplicated, order kept")
-    source_label: StrictStr | None = Field(None, max_length=200, description="Source label")
-    release_rights: ReleaseRights | None = Field(None, description="Release rights")
-    published_date: date | None = Field(None, description="Published date, YYYY-MM-DD")
-    is_fully_proofread: StrictBool | None = Field(None, description="Fully proofread (true) or not (false)")
-    is_fully_validated: StrictBool | None = Field(None, description="Fully validated (true) or not (false)")
-    extraction_type: ExtractionType | None = Field(None, description="Extraction type")
-    model_name: StrictStr | None = Field(None, max_length=100, description="Model name")
-    version: Literal["initial", "latest"] | None = Field(None, description="'initial' (version 0) or 'latest'")
-    lock: StrictBool | None = Field(None, description="Lock returned records for the reviewer")
+    language: list[_Language] | None = Field(default=None, description='Languages, e.g. ["Telugu"] (each trimmed)')
+    media_type: list[MediaType] | None = Field(default=None, description="Media types (any of them)")
+    category_ids: list[UUID] | None = Field(
+        default=None, description="Category ids (any of them); de-duplicated, order kept"
+    )
+    source_label: StrictStr | None = Field(default=None, max_length=200, description="Source label")
+    release_rights: ReleaseRights | None = Field(default=None, description="Release rights")
+    published_date: date | None = Field(default=None, description="Published date, YYYY-MM-DD")
+    is_fully_proofread: StrictBool | None = Field(default=None, description="Fully proofread (true) or not (false)")
+    is_fully_validated: StrictBool | None = Field(default=None, description="Fully validated (true) or not (false)")
+    extraction_type: ExtractionType | None = Field(default=None, description="Extraction type")
+    model_name: StrictStr | None = Field(default=None, max_length=100, description="Model name")
+    version: Literal["initial", "latest"] | None = Field(default=None, description="'initial' (version 0) or 'latest'")
+    lock: StrictBool | None = Field(default=None, description="Lock returned records for the reviewer")
     extration: StrictBool | None = Field(
-        None, description="Records needing extraction (the platform's own spelling of this key)"
+        default=None, description="Records needing extraction (the platform's own spelling of this key)"
     )
 
     @field_validator("language", mode="before")

@@ -44,7 +44,9 @@ def root(
     try:
         ctx.obj = CliContext(settings=load_settings(database_url=("--database-url", database_url)))
     except EventctlError as exc:
-        ctx.obj = CliContext(settings=None, settings_error=exc)
+        from eventctl.config import Settings
+
+        ctx.obj = CliContext(settings=Settings(), settings_error=exc)  # every command raises the error first
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -36,7 +36,7 @@ TzOpt = Annotated[
 class CliContext:
     """What every command of one CLI run shares: the settings (resolved at start) and one engine."""
 
-    settings: Settings  # type: ignore[assignment] # None only with settings_error, which every command raises first
+    settings: Settings  # defaults when settings_error is set: every command raises that error first
     settings_error: EventctlError | None = None
     _engine: Engine | None = None
     _schema_checked: bool = False

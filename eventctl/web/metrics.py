@@ -16,6 +16,8 @@ import re
 import time
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
 CURRENT_OUTCOMES = ("event", "null", "conflict", "bad_request", "not_modified", "stale", "unavailable")
 _ROUTES = (
@@ -135,21 +137,21 @@ class RequestMetricsAndLog:
     per hit costs more than it answers (see README); /metrics counts every hit.
     """
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         import logging
 
         self.app = app
         self.metrics = metrics
         self.log = logging.getLogger("eventctl.access")
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500
 
-        async def sending(message: dict[str, Any]) -> None:
+        async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
