@@ -31,6 +31,7 @@ class Settings:
     tz: tzinfo = UTC
     actor: str | None = None
     cache_ttl: float = 30.0
+    cache_pages: int = 10_000
     stale_grace: float = 300.0
     poll_interval: float = 1.0
     cors_origins: tuple[str, ...] = ()
@@ -180,6 +181,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "tz": ("TZ", _zone),
     "actor": ("ACTOR", _text),
     "cache_ttl": ("CACHE_TTL", _seconds(0)),
+    "cache_pages": ("CACHE_PAGES", _whole(1, 10_000_000)),
     "stale_grace": ("STALE_GRACE", _seconds(0)),
     "poll_interval": ("POLL_INTERVAL", _seconds(0.05)),
     "cors_origins": ("CORS_ORIGINS", _origins),

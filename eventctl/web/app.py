@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Any:
         cache_ttl=settings.cache_ttl,
         stale_grace=settings.stale_grace,
         poll_interval=settings.poll_interval,
+        max_pages=settings.cache_pages,
         metrics=metrics,
     )
     api = FastAPI(

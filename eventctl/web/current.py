@@ -35,6 +35,7 @@ route (``routers/current.py``) answers through the same ``send_current``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -270,7 +271,7 @@ class CurrentService:
         if task is None:
             task = asyncio.get_running_loop().create_task(self._fetch(route))
             self._pending[route] = task
-            task.add_done_callback(lambda t, r=route: self._fetched(r, t))
+            task.add_done_callback(functools.partial(self._fetched, route))
         return await asyncio.shield(task)
 
     def _fetched(self, route: str, task: asyncio.Task[PageData]) -> None:
