@@ -26,6 +26,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_ERROR_CHARS = 600
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+OnlyPageOpt = Annotated[
+    str | None, typer.Option("--page", metavar="PAGE", help="Only this page key.", show_default=False)
+]
+StatusOpt = Annotated[
+    str, typer.Option("--status", metavar="STATUS", help="live | scheduled | expired | inactive | all.")
+]
 TzOpt = Annotated[
     str | None,
     typer.Option("--tz", metavar="ZONE", help="IANA zone for times without an offset [env: EVENTCTL_TZ; default UTC]."),

@@ -8,7 +8,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from eventctl.cli._common import JsonOpt, TzOpt, console, emit_json, handle_errors, note, print_rows, state
+from eventctl.cli._common import (
+    JsonOpt,
+    OnlyPageOpt,
+    StatusOpt,
+    TzOpt,
+    console,
+    emit_json,
+    handle_errors,
+    note,
+    print_rows,
+    state,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -360,12 +371,8 @@ def show(ctx: typer.Context, uid: UidArg, json_: JsonOpt = False) -> None:
 
 def list_(
     ctx: typer.Context,
-    page: Annotated[
-        str | None, typer.Option("--page", metavar="PAGE", help="Only this page key.", show_default=False)
-    ] = None,
-    status: Annotated[
-        str, typer.Option("--status", metavar="STATUS", help="live | scheduled | expired | inactive | all.")
-    ] = "all",
+    page: OnlyPageOpt = None,
+    status: StatusOpt = "all",
     limit: Annotated[
         int | None, typer.Option("--limit", metavar="N", min=1, help="At most N events.", show_default=False)
     ] = None,

@@ -6,7 +6,18 @@ from typing import Annotated, Any
 
 import typer
 
-from eventctl.cli._common import JsonOpt, console, emit_json, emit_json_list, handle_errors, note, read_bounded, state
+from eventctl.cli._common import (
+    JsonOpt,
+    OnlyPageOpt,
+    StatusOpt,
+    console,
+    emit_json,
+    emit_json_list,
+    handle_errors,
+    note,
+    read_bounded,
+    state,
+)
 
 
 def apply(
@@ -75,12 +86,8 @@ def _short(value: Any) -> str:
 
 def export(
     ctx: typer.Context,
-    page: Annotated[
-        str | None, typer.Option("--page", metavar="PAGE", help="Only this page key.", show_default=False)
-    ] = None,
-    status: Annotated[
-        str, typer.Option("--status", metavar="STATUS", help="live | scheduled | expired | inactive | all.")
-    ] = "all",
+    page: OnlyPageOpt = None,
+    status: StatusOpt = "all",
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="yaml | json.")] = "yaml",
 ) -> None:
     """Write the events as one YAML (or JSON) document that apply reads back."""
@@ -107,9 +114,7 @@ def history(
         str | None,
         typer.Argument(metavar="[UID]", help="One event (also a deleted one): full uid or 8+ hex digits."),
     ] = None,
-    page: Annotated[
-        str | None, typer.Option("--page", metavar="PAGE", help="Only this page key.", show_default=False)
-    ] = None,
+    page: OnlyPageOpt = None,
     since: Annotated[
         str | None,
         typer.Option(
