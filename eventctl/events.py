@@ -446,7 +446,9 @@ def load_snapshot(
     if pages is not None and not pages:
         return {}
     end = _stored_time(session, Event.end_date)
-    base = select(Event).where(
+    # plain rows, not ORM objects: a cached page costs a tuple per event, not an identity-mapped instance
+    table: sa.Table = Event.__table__  # type: ignore[attr-defined]
+    base = sa.select(*table.columns).where(
         col(Event.is_active) == sa.true(), sa.or_(col(Event.end_date).is_(None), end > _time_value(session, at))
     )
     queries = [base]
@@ -461,9 +463,9 @@ def load_snapshot(
             ]
     by_route: dict[str, list[Event]] = {}
     for query in queries:
-        for event in session.exec(query.order_by(col(Event.created_at), col(Event.uid))).all():
-            session.expunge(event)
-            by_route.setdefault(event.page_context, []).append(event)
+        # Row objects read like events (status_at, pick_current and event_to_json use the attributes)
+        for event in session.execute(query.order_by(col(Event.created_at), col(Event.uid))).all():
+            by_route.setdefault(event.page_context, []).append(event)  # type: ignore[arg-type]
     return by_route
 
 

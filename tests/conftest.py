@@ -97,18 +97,28 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One migrated SQLite file per test session; each test gets a copy (migrating costs ~75 ms a test)."""
+    from eventctl import migrate
+    from eventctl.db import make_engine
+
+    path = tmp_path_factory.mktemp("template") / "events.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine, "head")
+    engine.dispose()
+    return path
+
+
 @pytest.fixture
 def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> str:
     """A migrated, empty database of the parametrized backend."""
     if backend == "sqlite":
-        from eventctl import migrate
-        from eventctl.db import make_engine
+        import shutil
 
-        url = f"sqlite:///{tmp_path / 'events.db'}"
-        engine = make_engine(url)
-        migrate.upgrade(engine, "head")
-        engine.dispose()
-        return url
+        target = tmp_path / "events.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite:///{target}"
     url = request.getfixturevalue("pg_migrated_url")
     _empty_tables(url)
     return url
