@@ -36,17 +36,16 @@ def current_revision(engine: Engine) -> str | None:
         raise convert_db_error(exc) from None
 
 
-def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
-    """Stop (exit 5) unless the schema is at head; the embedded default upgrades itself."""
+def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> list[str]:
+    """Stop (exit 5) unless the schema is at head; the embedded default upgrades itself.
+
+    Returns what an automatic upgrade's migrations reported (for the edge to show).
+    """
     revision = current_revision(engine)
     if revision == SCHEMA_HEAD:
-        return
+        return []
     if auto_upgrade:
-        for message in upgrade(engine, "head"):
-            import sys
-
-            print(f"Note: {message}.", file=sys.stderr)
-        return
+        return upgrade(engine, "head")
     where = "not initialised" if revision is None else f"at revision {revision}, not {SCHEMA_HEAD}"
     raise SchemaNotAtHead(f"The database schema is {where}; run 'eventctl db upgrade'.")
 

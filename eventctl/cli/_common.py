@@ -64,7 +64,8 @@ class CliContext:
             prepare_sqlite_file(url, create=default or create, private=default)
             self._engine = engine
         if check_schema and not self._schema_checked:
-            ensure_schema(self._engine, auto_upgrade=default)
+            for message in ensure_schema(self._engine, auto_upgrade=default):
+                note(f"Note: {message}.")
             self._schema_checked = True
         return self._engine
 
