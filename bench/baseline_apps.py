@@ -38,3 +38,16 @@ def starlette_app():  # noqa: ANN201
         return Response(body, media_type="application/json")
 
     return Starlette(routes=[Route(PATH, current)])
+
+
+def eventctl_without_metrics():  # noqa: ANN201
+    """The shipped app with its request-metrics/access-log middleware taken out (bench/metrics_overhead.py)."""
+    from eventctl.web.app import app_from_env
+    from eventctl.web.metrics import RequestMetricsAndLog
+
+    app = app_from_env()
+    assert isinstance(app.app, RequestMetricsAndLog)  # CORS(RequestMetricsAndLog(fast path ...))
+    fastapi = app.fastapi
+    app.app = app.app.app
+    app.fastapi = fastapi
+    return app

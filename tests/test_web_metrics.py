@@ -131,3 +131,12 @@ def test_two_worker_serve_metrics_add_up_and_logs_are_json(tmp_path, db_url):
     assert token not in "\n".join(lines) and "nope" not in "\n".join(lines)
     # the 401s were answered by whichever worker accepted them; every line says which
     assert all(isinstance(r.get("pid"), int) for r in access)
+
+
+def test_request_labels_stay_bounded_for_odd_methods(db_url):
+    with TestClient(make_app(db_url, metrics_public=True)) as client:
+        for method in ("FOO", "BAR", "X" * 50):
+            client.request(method, "/api/v1/events/current")
+        text = client.get("/metrics").text
+    methods = {dict(k).get("method") for k in _samples(text, "eventctl_http_requests_total")}
+    assert methods <= {"GET", "OTHER"} and "OTHER" in methods

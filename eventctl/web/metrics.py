@@ -18,6 +18,8 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
+CURRENT_ROUTE = "/api/v1/events/current"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 CURRENT_OUTCOMES = ("event", "null", "conflict", "bad_request", "not_modified", "stale", "unavailable")
 _ROUTES = (
     (re.compile(r"^/api/v1/events/current$"), "/api/v1/events/current"),
@@ -82,6 +84,7 @@ class Metrics:
             registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
         self._answers = {o: self.current_answers.labels(o) for o in CURRENT_OUTCOMES}
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         self._hit, self._miss = self.cache_lookups.labels("hit"), self.cache_lookups.labels("miss")
 
     # ---- called by the /current service (cheap: pre-bound label children)
@@ -112,9 +115,14 @@ class Metrics:
         self.cache_age.set(seconds)
         self.cache_entries.set(entries)
 
-    # ---- called by the request middleware
+    # ---- called by the request middleware (the hot path: one dict lookup per request)
     def request(self, path: str, method: str, status: int) -> None:
-        self.requests.labels(route_label(path), method, str(status)).inc()
+        route = CURRENT_ROUTE if path == CURRENT_ROUTE else route_label(path)
+        key = (route, method if method in _METHODS else "OTHER", status)
+        child = self._request_children.get(key)
+        if child is None:  # bounded: route templates × known methods × statuses
+            child = self._request_children[key] = self.requests.labels(key[0], key[1], str(status))
+        child.inc()
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
@@ -161,7 +169,7 @@ class RequestMetricsAndLog:
         finally:
             path, method = scope.get("path", ""), scope.get("method", "")
             self.metrics.request(path, method, status)
-            if not (path == "/api/v1/events/current" and status in (200, 304)):
+            if not (status in (200, 304) and path == CURRENT_ROUTE):
                 self._write(method, path, status, time.perf_counter() - started)
 
     def _write(self, method: str, path: str, status: int, seconds: float) -> None:
