@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
