@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from operator import itemgetter
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,17 +56,24 @@ def import_(
 ) -> None:
     """Upsert categories by id from a file; every entry needs the platform's id."""
     from eventctl import categories as core
-    from eventctl.db import write_session
-    from eventctl.timeparse import utcnow
 
     text = read_bounded(file, limit=MAX_FILE_BYTES, what="categories file")
     items = core.parse_category_document(text, source="stdin" if file == "-" else repr(file))
-    with write_session(state(ctx).engine()) as session:
+    _upsert_and_report(state(ctx).engine(), items, dry_run=dry_run, json_=json_, where="in the file")
+
+
+def _upsert_and_report(engine: Any, items: list[Any], *, dry_run: bool, json_: bool, where: str) -> None:
+    """Upsert the categories in one transaction, then print the counts (JSON or one line)."""
+    from eventctl import categories as core
+    from eventctl.db import write_session
+    from eventctl.timeparse import utcnow
+
+    with write_session(engine) as session:
         counts = core.import_categories(session, items=items, dry_run=dry_run, now=utcnow())
     if json_:
         emit_json({**counts, "dry_run": dry_run})
     else:
-        note(_counts_line(counts, len(items), "in the file", dry_run))
+        note(_counts_line(counts, len(items), where, dry_run))
 
 
 @app.command("pull")
@@ -80,19 +87,12 @@ def pull(
 ) -> None:
     """Read the platform's GET /api/v1/categories/ into the local table, upserting by id."""
     from eventctl import categories as core
-    from eventctl.db import write_session
-    from eventctl.timeparse import utcnow
 
     cli_state = state(ctx)
     secret = core.resolve_token(token, cli_state.settings.platform_token, required=False)
     engine = cli_state.engine()  # a database that is not usable stops us before any request
     items = core.fetch_platform_categories(api, token=secret)
-    with write_session(engine) as session:
-        counts = core.import_categories(session, items=items, dry_run=dry_run, now=utcnow())
-    if json_:
-        emit_json({**counts, "dry_run": dry_run})
-    else:
-        note(_counts_line(counts, len(items), "on the platform", dry_run))
+    _upsert_and_report(engine, items, dry_run=dry_run, json_=json_, where="on the platform")
 
 
 @app.command("push")
