@@ -84,6 +84,13 @@ def state(ctx: typer.Context) -> CliContext:
     return obj
 
 
+def zone_for(ctx: typer.Context, tz: str | None) -> Any:
+    """The zone for times without an offset: --tz, else EVENTCTL_TZ, else UTC (errors name the source)."""
+    from eventctl.config import override
+
+    return override(state(ctx).settings, tz=("--tz", tz)).tz
+
+
 def read_bounded(path: str, *, limit: int, what: str) -> str:
     """A UTF-8 text file (or ``-`` for stdin), refused when larger than ``limit`` bytes."""
     from eventctl.errors import InvalidInput

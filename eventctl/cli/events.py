@@ -19,6 +19,7 @@ from eventctl.cli._common import (
     note,
     print_rows,
     state,
+    zone_for,
 )
 
 if TYPE_CHECKING:
@@ -145,10 +146,9 @@ def _limit(raw: str | None) -> int | None:
 
 def _times(ctx: typer.Context, tz: str | None, **raw: str | None) -> dict[str, datetime | None]:
     """Parse --start/--end/--at; an empty string means 'no bound'."""
-    from eventctl.config import override
     from eventctl.timeparse import parse_time, utcnow
 
-    zone = override(state(ctx).settings, tz=("--tz", tz)).tz
+    zone = zone_for(ctx, tz)
     now = utcnow()
     out: dict[str, datetime | None] = {}
     for key, text in raw.items():

@@ -17,6 +17,7 @@ from eventctl.cli._common import (
     note,
     read_bounded,
     state,
+    zone_for,
 )
 
 
@@ -129,17 +130,12 @@ def history(
 ) -> None:
     """The audit trail, newest first: who changed what, when, and how."""
     from eventctl import audit
-    from eventctl.config import override
     from eventctl.db import read_session
     from eventctl.events import resolve_uid_with_history
     from eventctl.timeparse import parse_time
 
     st = state(ctx)
-    when = parse_time(since, zone=override(st.settings, tz=("--tz", tz)).tz, what="--since") if since else None
-    if page is not None:
-        from eventctl.routes import require_route
-
-        page = require_route(page)
+    when = parse_time(since, zone=zone_for(ctx, tz), what="--since") if since else None
     with read_session(st.engine()) as session:
         key = resolve_uid_with_history(session, ref=uid) if uid else None
         rows = (audit.entry_to_json(e) for e in audit.iter_history(session, uid=key, page=page, since=when))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from eventctl.cli._common import JsonOpt, TzOpt, console, emit_json, handle_errors, note, state
+from eventctl.cli._common import JsonOpt, TzOpt, console, emit_json, handle_errors, note, state, zone_for
 
 if TYPE_CHECKING:
     from datetime import datetime, tzinfo
@@ -262,12 +262,11 @@ def _write_svg(path: Path, document: str) -> None:
 
 def _window(ctx: typer.Context, tz: str | None, raw_from: str | None, raw_to: str | None) -> tuple[Any, ...]:
     """(zone, from, to, now): --from defaults to now, --to to 30 days after --from."""
-    from eventctl.config import override
     from eventctl.errors import InvalidInput
     from eventctl.timeline import DEFAULT_SPAN
     from eventctl.timeparse import parse_time, utcnow
 
-    zone = override(state(ctx).settings, tz=("--tz", tz)).tz
+    zone = zone_for(ctx, tz)
     now = utcnow()
     start = parse_time(raw_from, zone=zone, now=now, what="--from") if raw_from is not None else now
     if raw_to is not None:
