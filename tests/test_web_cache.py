@@ -32,6 +32,14 @@ def _wait_listening(service, connects: int = 1) -> None:
     assert _wait_for(lambda: service.listening and service.listen_connects >= connects, 10), "never listened"
 
 
+def settle(client) -> None:
+    """Wait for LISTEN (PostgreSQL) and one whole poll after it: no start-up resync is left to land later."""
+    service = _service(client)
+    if service.listen:
+        _wait_listening(service)
+    client.portal.call(service.refresh)
+
+
 def test_a_write_drops_only_the_pages_it_touched(db_url):
     with TestClient(make_app(db_url, poll_interval=0.05)) as client:
         service = _service(client)

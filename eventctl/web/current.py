@@ -424,9 +424,9 @@ class CurrentService:
                 with psycopg.connect(*cargs, **cparams) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self._listen_pid = conn.info.backend_pid
+                    self._resync = True  # what was written while nobody listened (set before `listening`)
                     self.listening, wait, logged = True, LISTEN_BACKOFF[0], False
                     self.listen_connects += 1
-                    self._resync = True  # what was written while nobody listened
                     self._call_in_loop(self._wake_poller)
                     while not self._stop_listening.is_set():
                         for note in conn.notifies(timeout=LISTEN_WAKE):
