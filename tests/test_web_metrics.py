@@ -13,10 +13,10 @@ import urllib.request
 
 import pytest
 from fastapi.testclient import TestClient
+from test_web_cache import settle
 
 from conftest import make_cli
 from test_web import auth, cur, make_app
-from test_web_cache import settle
 
 
 def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
