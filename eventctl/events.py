@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from eventctl import audit
 from eventctl.db import time_expr, time_param
 from eventctl.errors import Conflict, InvalidInput, NotFound, OverlapConflict
-from eventctl.models import STATUS_CHOICES, ChangeCounter, Event, event_fields, status_at
+from eventctl.models import STATUS_CHOICES, ChangeCounter, Event, W, event_fields, status_at
 from eventctl.routes import require_route
 from eventctl.text import excerpt
 from eventctl.timeparse import as_utc, utcnow
@@ -157,7 +157,7 @@ def live_events(session: Session, *, routes: list[str] | None, at: datetime) -> 
     return list(session.exec(query.order_by(col(Event.created_at), col(Event.uid))).all())
 
 
-def pick_current(live: list[Event], route: str) -> Event | None:
+def pick_current(live: list[W], route: str) -> W | None:
     """SPEC §2 over the live events of one page: a campaign wins over the page default."""
     campaigns = [e for e in live if not e.is_default]
     candidates = campaigns or [e for e in live if e.is_default]
@@ -474,12 +474,12 @@ def load_page(session: Session, *, page: str, at: datetime) -> list[Event]:
     return load_snapshot(session, at=at, pages=[page]).get(page, [])
 
 
-def resolve_in_memory(events: list[Event], *, route: str, at: datetime) -> Event | None:
+def resolve_in_memory(events: list[W], *, route: str, at: datetime) -> W | None:
     """resolve_current over already-loaded events: same rules (status_at), same conflict."""
     return pick_current([e for e in events if status_at(e, at) == "live"], route)
 
 
-def next_boundary(events: list[Event], *, at: datetime) -> datetime | None:
+def next_boundary(events: list[W], *, at: datetime) -> datetime | None:
     """The next start or end among these events strictly after ``at`` (None: no change ahead)."""
     ahead = [
         t for e in events if e.is_active for t in (as_utc(e.start_date), as_utc(e.end_date)) if t is not None and t > at

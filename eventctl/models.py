@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -120,7 +120,25 @@ def event_fields(event: Event) -> dict[str, Any]:
     return {key: data[key] for key in EVENT_FIELDS}
 
 
-def status_at(event: Event, at: datetime) -> Status:
+class Window(Protocol):
+    """What the rules of SPEC §2 read of an event: an ``Event``, a row, or what /current holds."""
+
+    @property
+    def uid(self) -> object: ...
+    @property
+    def is_active(self) -> bool: ...
+    @property
+    def is_default(self) -> bool: ...
+    @property
+    def start_date(self) -> datetime | None: ...
+    @property
+    def end_date(self) -> datetime | None: ...
+
+
+W = TypeVar("W", bound=Window)
+
+
+def status_at(event: Window, at: datetime) -> Status:
     if not event.is_active:
         return "inactive"
     start, end = as_utc(event.start_date), as_utc(event.end_date)
