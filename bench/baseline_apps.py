@@ -1,8 +1,9 @@
 """Baselines for bench/current_http.py: the same fixed JSON body from a bare FastAPI
-route and a bare Starlette route (uvicorn factories; body read from BENCH_BODY_FILE)."""
+route, a bare Starlette route and a raw ASGI callable (uvicorn factories; body read from BENCH_BODY_FILE)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -27,6 +28,25 @@ def fastapi_app():  # noqa: ANN201
     return app
 
 
+def raw_asgi_app():  # noqa: ANN201
+    """No framework: one ASGI callable answering every request with the same bytes (status, headers, body)."""
+    body = _body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if os.environ.get("BENCH_HEADERS_FILE"):  # the very headers eventctl answered with (less date and server)
+        pairs = json.loads(Path(os.environ["BENCH_HEADERS_FILE"]).read_text())
+        headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
+    start = {"type": "http.response.start", "status": 200, "headers": headers}
+    done = {"type": "http.response.body", "body": body}
+
+    async def app(scope, receive, send):  # noqa: ANN001, ANN202
+        if scope["type"] != "http":
+            return
+        await send(start)
+        await send(done)
+
+    return app
+
+
 def starlette_app():  # noqa: ANN201
     from starlette.applications import Starlette
     from starlette.responses import Response
@@ -41,13 +61,9 @@ def starlette_app():  # noqa: ANN201
 
 
 def eventctl_without_metrics():  # noqa: ANN201
-    """The shipped app with its request-metrics/access-log middleware taken out (bench/metrics_overhead.py)."""
+    """The shipped app with nothing counted per request (bench/metrics_overhead.py)."""
     from eventctl.web.app import app_from_env
-    from eventctl.web.metrics import RequestMetricsAndLog
 
     app = app_from_env()
-    assert isinstance(app.app, RequestMetricsAndLog)  # CORS(RequestMetricsAndLog(fast path ...))
-    fastapi = app.fastapi
-    app.app = app.app.app
-    app.fastapi = fastapi
+    app.fastapi.state.metrics._count = lambda child: None
     return app

@@ -675,3 +675,32 @@ def test_serve_start_failures_have_their_own_exit_codes(db_url):
         r = make_cli(db_url)("serve", "--port", str(port))  # the real uvicorn, which cannot bind
     assert r.exit_code == 1, r.stderr
     assert f"could not start on 127.0.0.1:{port}" in r.stderr
+
+
+def test_fast_path_answers_as_the_cors_stack_does(client, token):
+    """Same-origin /current is answered before CORS and the access log; a cross-origin request
+    goes through them. Apart from CORS's own headers, both answer byte for byte alike."""
+    assert post(client, token, {"name": "A", "page_context": "/one"}).status_code == 201
+    assert post(client, token, {"name": "B", "page_context": "/two", "is_default": True}).status_code == 201
+    r = post(client, token, {"name": "C", "page_context": "/two", "is_default": True}, allow_overlap=True)
+    assert r.status_code == 201
+    etag = cur(client, "/one").headers["etag"]
+    cases = [("GET", "/one", {}), ("HEAD", "/one", {}), ("GET", "/none", {}), ("GET", "/%zz", {}),
+             ("GET", "/two", {}), ("GET", "/one", {"If-None-Match": etag}), ("GET", None, {})]  # fmt: skip
+    statuses = set()
+    for method, route, extra in cases:
+        headers = {**({"X-Page-Route": route} if route else {}), **extra}
+        plain = client.request(method, CURRENT, headers=headers)
+        crossed = client.request(method, CURRENT, headers={**headers, "Origin": "http://evil.example"})
+        allowed = client.request(method, CURRENT, headers={**headers, "Origin": ALLOWED})
+        assert plain.status_code == crossed.status_code == allowed.status_code, (method, route)
+        assert plain.content == crossed.content == allowed.content
+
+        def own(r):  # what CORS adds for any Origin (access-control-*) apart
+            return {k: v for k, v in r.headers.items() if k != "date" and not k.startswith("access-control-")}
+
+        assert own(plain) == own(crossed) == own(allowed), (method, route)
+        assert allowed.headers["access-control-allow-origin"] == ALLOWED
+        assert "access-control-allow-origin" not in plain.headers
+        statuses.add(plain.status_code)
+    assert statuses == {200, 304, 400, 409}

@@ -74,6 +74,9 @@ def test_unbounded_paths_share_one_label(db_url):
     assert routes <= {"other", "/metrics"}
 
 
+CURRENT_200 = (("method", "GET"), ("route", "/api/v1/events/current"), ("status", "200"))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,7 +91,7 @@ def test_two_worker_serve_metrics_add_up_and_logs_are_json(tmp_path, db_url):
     assert cli("create", "--name", "Live", "--page", "/live").exit_code == 0
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
-    env.update(EVENTCTL_DATABASE_URL=db_url, PYTHONUNBUFFERED="1")
+    env.update(EVENTCTL_DATABASE_URL=db_url, PYTHONUNBUFFERED="1", EVENTCTL_POLL_INTERVAL="0.2")
     log = open(tmp_path / "serve.log", "w+", encoding="utf-8")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "eventctl", "serve", "--port", str(port), "--workers", "2", "--log-format", "json"],
@@ -112,9 +115,16 @@ def test_two_worker_serve_metrics_add_up_and_logs_are_json(tmp_path, db_url):
         bad = urllib.request.Request(base + "/api/v1/events/", headers={"Authorization": "Bearer nope"})
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(bad, timeout=5)
-        req = urllib.request.Request(base + "/metrics", headers=auth(token))
-        with urllib.request.urlopen(req, timeout=5) as r:
-            text = r.read().decode()
+        # each worker hands its per-request counts over once a poll (EVENTCTL_POLL_INTERVAL, 1 s by default)
+        deadline = time.monotonic() + 10
+        while True:
+            req = urllib.request.Request(base + "/metrics", headers=auth(token))
+            with urllib.request.urlopen(req, timeout=5) as r:
+                text = r.read().decode()
+            counted = _samples(text, "eventctl_http_requests_total")
+            if counted.get(CURRENT_200, 0) >= sent or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -122,7 +132,7 @@ def test_two_worker_serve_metrics_add_up_and_logs_are_json(tmp_path, db_url):
         lines = log.read().splitlines()
         log.close()
     requests = _samples(text, "eventctl_http_requests_total")
-    served = requests[(("method", "GET"), ("route", "/api/v1/events/current"), ("status", "200"))]
+    served = requests[CURRENT_200]
     assert served == sent, requests  # both workers' counts, in one scrape
     assert _samples(text, "eventctl_current_answers_total")[(("outcome", "event"),)] == sent
     records = [json.loads(line) for line in lines if line.startswith("{")]

@@ -3,7 +3,8 @@
 The routes live in ``web/routers/`` (one router per resource) and reach the app's
 state through ``web/deps.py``; errors are answered in ``web/errors.py`` from the
 table in ``eventctl/errors.py``. Around FastAPI: ``AdminAuth`` (401 before any
-body is read), ``CurrentFastPath`` (the hot path) and CORS, outermost.
+body is read), ``CurrentFastPath`` (the hot path), the metrics and access log, CORS,
+and outermost the fast path again for /current requests without ``Origin``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> Any:
     for router in ROUTERS:
         api.include_router(router)
     inner = CurrentFastPath(AdminAuth(api, engine, metrics_public=settings.metrics_public), service)
-    app: Any = CORSMiddleware(
+    stack = CORSMiddleware(
         RequestMetricsAndLog(inner, metrics),
         allow_origins=list(settings.cors_origins),
         allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Any:
         allow_credentials=False,
         max_age=600,
     )
+    app: Any = CurrentFastPath(stack, service, outermost=True)  # same-origin /current: nothing in between
     app.fastapi = api  # for tests and tooling (openapi, state)
     return app
 

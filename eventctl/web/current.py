@@ -66,8 +66,10 @@ RELOAD_LIMIT = 1_000  # unknown change: reload up to this many held pages, else 
 AUDIT_BATCH = 5_000  # SQLite: more new audit entries than this in one poll: drop everything
 LISTEN_BACKOFF = (0.1, 5.0)  # first and longest wait between LISTEN reconnections (seconds)
 LISTEN_WAKE = 0.25  # the listener checks for stop() this often
-# CORSMiddleware (always outermost, see create_app) appends ", Origin" to every Vary.
-_VARY = (b"vary", b"X-Page-Route")
+# Under CORSMiddleware (cross-origin requests, see create_app) it appends ", Origin" to Vary;
+# the outermost fast path answers the other requests with Vary as CORSMiddleware would write it.
+VARY = (b"vary", b"X-Page-Route")
+VARY_ORIGIN = (b"vary", b"X-Page-Route, Origin")
 _NO_STORE = (b"cache-control", b"no-store")
 
 
@@ -116,19 +118,21 @@ class Answer:
     body: bytes
     etag: bytes | None  # set on cacheable (200) answers
     until: float  # epoch seconds: the answer may change then (next boundary); inf if never
-    headers: RawHeaders  # content-type, content-length and, for errors, what render_error adds
+    headers: RawHeaders  # content-type, content-length, and the etag or (errors) what render_error adds
     page: PageData | None = field(default=None)  # what it was computed from (valid while still held)
     route: str | None = None
+    outcome: str = ""  # how a 200 is counted (event, null)
 
     @classmethod
     def ok(cls, body: bytes, until: float, page: PageData | None = None, route: str | None = None) -> Answer:
         etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
-        return cls(200, body, etag, until, _entity_headers(body), page, route)
+        outcome = "null" if body == b"null" else "event"
+        return cls(200, body, etag, until, [*_entity_headers(body), (b"etag", etag)], page, route, outcome)
 
     @classmethod
     def error(cls, exc: EventctlError, until: float, page: PageData | None = None, route: str | None = None) -> Answer:
         status, extra, body = render_error(exc)
-        return cls(status, body, None, until, [*_entity_headers(body), _NO_STORE, _VARY, *extra], page, route)
+        return cls(status, body, None, until, [*_entity_headers(body), _NO_STORE, *extra], page, route)
 
 
 def _entity_headers(body: bytes) -> RawHeaders:
@@ -197,6 +201,9 @@ class CurrentService:
         self._listen_pid: int | None = None
         # the cause is logged once, not on every request
         self._unavailable = Answer.error(DatabaseUnavailable("The database is unavailable."), math.inf)
+        # a boundary further off than both: the same Cache-Control every time, made once
+        self._far = max(cache_ttl, stale_grace) + 1.0
+        self._far_cache_control = self._cache_control_value(self._far, 0.0, False)
 
     # ------------------------------------------------------------ the cache
 
@@ -421,6 +428,7 @@ class CurrentService:
         assert self._wake is not None
         while True:
             await self.refresh()
+            self.metrics.flush()  # the per-request counts reach prometheus-client once a poll
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             except TimeoutError:
@@ -504,6 +512,7 @@ class CurrentService:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         self._task = None
+        self.metrics.flush()
         listener, self._listener = self._listener, None
         if listener is not None:
             await to_thread.run_sync(listener.join)
@@ -557,21 +566,41 @@ class CurrentService:
             return Answer.error(exc, until, page, route)
         return Answer.ok(b"null" if event is None else event.body, until, page, route)
 
-    async def respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, RawHeaders, bytes]:
+    async def respond(
+        self, raw_route: bytes | None, if_none_match: bytes | None, vary: tuple[bytes, bytes] = VARY
+    ) -> tuple[int, RawHeaders, bytes]:
         """Status, headers and body for one request. The only code path for /current."""
-        status, headers, body = await self._respond(raw_route, if_none_match)
+        now = self.clock()
+        answer = self._answers.get(raw_route)
+        if (  # the common case, without a detour: a fresh 200 held, no If-None-Match, database fine
+            answer is not None
+            and answer.etag is not None
+            and if_none_match is None
+            and not self.failing
+            and self._task is not None
+            and self._usable(answer, now, False)
+        ):
+            self.metrics.cache_hit()
+            self.metrics.current_answer(answer.outcome)
+            self._answers.move_to_end(raw_route)
+            if answer.route is not None:
+                self._pages.move_to_end(answer.route)
+            cache_control = (b"cache-control", self._cache_control(answer.until, now, False))
+            return 200, [*answer.headers, vary, cache_control], answer.body
+        status, headers, body = await self._respond(raw_route, if_none_match, vary, now)
         self.metrics.current_answer(_outcome(status, body, headers))
         return status, headers, body
 
     def _beyond_grace(self, now: float) -> bool:
         return self.failing and (self.last_success is None or now - self.last_success > self.stale_grace)
 
-    async def _respond(self, raw_route: bytes | None, if_none_match: bytes | None) -> tuple[int, RawHeaders, bytes]:
+    async def _respond(
+        self, raw_route: bytes | None, if_none_match: bytes | None, vary: tuple[bytes, bytes], now: float
+    ) -> tuple[int, RawHeaders, bytes]:
         if self._task is None:
             self.start()  # also when the server runs no lifespan (uvicorn --lifespan off, mounted apps)
-        now = self.clock()
         if self._beyond_grace(now):
-            return self._unavailable.status, list(self._unavailable.headers), self._unavailable.body
+            return self._unavailable.status, [*self._unavailable.headers, vary], self._unavailable.body
         answer = self._answers.get(raw_route)
         if answer is not None and self._usable(answer, now, self.failing):
             self.metrics.cache_hit()
@@ -582,29 +611,33 @@ class CurrentService:
             self.metrics.cache_miss()
             answer = await self._compute(raw_route, now)
             if answer is self._unavailable or self._beyond_grace(now):
-                return self._unavailable.status, list(self._unavailable.headers), self._unavailable.body
+                return self._unavailable.status, [*self._unavailable.headers, vary], self._unavailable.body
             self._answers[raw_route] = answer
             self._answers.move_to_end(raw_route)
             while len(self._answers) > 2 * self.max_pages:
                 self._answers.popitem(last=False)
         stale = self.failing
         if answer.etag is None:
-            return answer.status, list(answer.headers), answer.body
-        headers = [(b"etag", answer.etag), _VARY, (b"cache-control", self._cache_control(answer, now, stale))]
+            return answer.status, [*answer.headers, vary], answer.body
+        headers = [vary, (b"cache-control", self._cache_control(answer.until, now, stale))]
         if stale:
             self.metrics.stale_answer()
             headers.append((b"x-eventctl-stale", b"true"))
         if if_none_match is not None and _matches(if_none_match, answer.etag):
-            return 304, headers, b""
+            return 304, [(b"etag", answer.etag), *headers], b""
         return 200, answer.headers + headers, answer.body
 
-    def _cache_control(self, answer: Answer, now: float, stale: bool) -> bytes:
+    def _cache_control(self, until: float, now: float, stale: bool) -> bytes:
         """max-age ≤ TTL and ≤ the next boundary; stale-if-error never reaches past it either.
 
         Stale answers (database down) get max-age=0, so caches come back to us, and
         stale-if-error for what is left of the grace period.
         """
-        until_boundary = answer.until - now
+        if not stale and until - now >= self._far:
+            return self._far_cache_control
+        return self._cache_control_value(until - now, now, stale)
+
+    def _cache_control_value(self, until_boundary: float, now: float, stale: bool) -> bytes:
         if stale:
             max_age = 0
             grace_left = self.stale_grace - (now - (self.last_success or now))
@@ -637,7 +670,7 @@ def _matches(if_none_match: bytes, etag: bytes) -> bool:
     return parse_etags(if_none_match.decode("latin-1")).contains_weak(etag.decode("ascii").strip('"'))
 
 
-async def send_current(service: CurrentService, scope: Scope, send: Send) -> None:
+async def send_current(service: CurrentService, scope: Scope, send: Send, vary: tuple[bytes, bytes] = VARY) -> int:
     """Answer GET or HEAD /current on ``send``: HEAD gets GET's status and headers, no body."""
     route = inm = None
     for name, value in scope["headers"]:
@@ -645,20 +678,57 @@ async def send_current(service: CurrentService, scope: Scope, send: Send) -> Non
             route = value  # raw bytes: normalize_route reads them as UTF-8
         elif name == b"if-none-match":
             inm = value
-    status, headers, body = await service.respond(route, inm)
+    return await _send(service, scope, send, route, inm, vary)
+
+
+async def _send(
+    service: CurrentService, scope: Scope, send: Send, route: bytes | None, inm: bytes | None, vary: tuple[bytes, bytes]
+) -> int:
+    status, headers, body = await service.respond(route, inm, vary)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+    return status
 
 
 class CurrentFastPath:
-    """ASGI middleware answering GET/HEAD /current before FastAPI's routing (the hot path)."""
+    """ASGI middleware answering GET/HEAD /current before anything else (the hot path).
 
-    def __init__(self, app: ASGIApp, service: CurrentService) -> None:
+    Outermost (``create_app``), it answers requests that carry no ``Origin`` header —
+    Vary as CORSMiddleware would write it, counted and logged as ``RequestMetricsAndLog``
+    would — and hands cross-origin ones to the stack, where an inner instance
+    (``outermost=False``) answers them under CORS.
+    """
+
+    def __init__(self, app: ASGIApp, service: CurrentService, *, outermost: bool = False) -> None:
         self.app = app
         self.service = service
+        self.outermost = outermost
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == CURRENT_PATH and scope["method"] in ("GET", "HEAD"):
-            await send_current(self.service, scope, send)
-            return
+            if not self.outermost:
+                await send_current(self.service, scope, send)
+                return
+            route = inm = None
+            for name, value in scope["headers"]:
+                if name == b"x-page-route":
+                    route = value
+                elif name == b"if-none-match":
+                    inm = value
+                elif name == b"origin":
+                    break  # cross-origin: CORS answers around the inner fast path
+            else:
+                await self._answer(scope, send, route, inm)
+                return
         await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send, route: bytes | None, inm: bytes | None) -> None:
+        started, status = time.perf_counter(), 500
+        try:
+            status = await _send(self.service, scope, send, route, inm, VARY_ORIGIN)
+        finally:
+            self.service.metrics.request(CURRENT_PATH, scope["method"], status)
+            if status not in (200, 304):
+                from eventctl.web.metrics import access_log
+
+                access_log(scope["method"], CURRENT_PATH, status, time.perf_counter() - started)

@@ -87,16 +87,29 @@ class Metrics:
         self._answers = {o: self.current_answers.labels(o) for o in CURRENT_OUTCOMES}
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._hit, self._miss = self.cache_lookups.labels("hit"), self.cache_lookups.labels("miss")
+        # per-request counts wait here (event loop thread only) until flush(): a dict increment
+        # instead of prometheus-client's locked write to its multiprocess file, three times a request
+        self._pending: dict[Any, int] = {}
 
-    # ---- called by the /current service (cheap: pre-bound label children)
+    def _count(self, child: Any) -> None:
+        pending = self._pending
+        pending[child] = pending.get(child, 0) + 1
+
+    def flush(self) -> None:
+        """Hand the per-request counts to prometheus-client (event loop thread: the poll loop, /metrics)."""
+        pending, self._pending = self._pending, {}
+        for child, count in pending.items():
+            child.inc(count)
+
+    # ---- called by the /current service (pre-bound label children, counted by _count)
     def current_answer(self, outcome: str) -> None:
-        self._answers[outcome].inc()
+        self._count(self._answers[outcome])
 
     def cache_hit(self) -> None:
-        self._hit.inc()
+        self._count(self._hit)
 
     def cache_miss(self) -> None:
-        self._miss.inc()
+        self._count(self._miss)
 
     def loaded(self, seconds: float) -> None:
         self.loads.inc()
@@ -123,7 +136,7 @@ class Metrics:
         child = self._request_children.get(key)
         if child is None:  # bounded: route templates × known methods × statuses
             child = self._request_children[key] = self.requests.labels(key[0], key[1], str(status))
-        child.inc()
+        self._count(child)
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
@@ -146,11 +159,8 @@ class RequestMetricsAndLog:
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        import logging
-
         self.app = app
         self.metrics = metrics
-        self.log = logging.getLogger("eventctl.access")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,13 +181,19 @@ class RequestMetricsAndLog:
             path, method = scope.get("path", ""), scope.get("method", "")
             self.metrics.request(path, method, status)
             if not (status in (200, 304) and path == CURRENT_ROUTE):
-                self._write(method, path, status, time.perf_counter() - started)
+                access_log(method, path, status, time.perf_counter() - started)
 
-    def _write(self, method: str, path: str, status: int, seconds: float) -> None:
-        from eventctl.text import for_terminal
 
-        shown = for_terminal(path[:300])
-        record = {"method": method, "route": route_label(path), "path": shown, "status": status,
-                  "ms": round(seconds * 1000, 2)}  # fmt: skip
-        # the JSON formatter (web.server.JsonLineFormatter) writes ``access`` as the line's fields
-        self.log.info('"%s %s" %s %.1fms', method, shown, status, seconds * 1000, extra={"access": record})
+def access_log(method: str, path: str, status: int, seconds: float) -> None:
+    """One access line (text or JSON): never headers, tokens or bodies."""
+    import logging
+
+    from eventctl.text import for_terminal
+
+    shown = for_terminal(path[:300])
+    record = {"method": method, "route": route_label(path), "path": shown, "status": status,
+              "ms": round(seconds * 1000, 2)}  # fmt: skip
+    # the JSON formatter (web.server.JsonLineFormatter) writes ``access`` as the line's fields
+    logging.getLogger("eventctl.access").info(
+        '"%s %s" %s %.1fms', method, shown, status, seconds * 1000, extra={"access": record}
+    )

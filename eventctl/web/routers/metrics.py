@@ -15,7 +15,11 @@ router = APIRouter(tags=["ops"])
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}, **responses(401)},
 )
-def metrics(request: Request) -> Response:
+async def metrics(request: Request) -> Response:
     """Requests by route and status, /current outcomes, cache, loads, stale answers, database errors."""
-    body, content_type = request.app.state.metrics.exposition()
+    from anyio import to_thread
+
+    collected = request.app.state.metrics
+    collected.flush()  # this worker's counts now; every other worker's within its poll interval
+    body, content_type = await to_thread.run_sync(collected.exposition)
     return Response(body, media_type=content_type)
