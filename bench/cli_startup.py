@@ -5,7 +5,8 @@
 Runs each command in a fresh interpreter, interleaved round-robin so machine
 noise hits all of them alike, and prints the median wall time and the ratios:
 `eventctl --help` against `python -c "import typer"` (target ≤ 2×) and
-`eventctl current --page /x` against `python -c "import sqlmodel"` (target ≤ 1.3×).
+`eventctl current --page /x` and `eventctl list --limit 50` against
+`python -c "import sqlmodel"` (target ≤ 1.3×).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main() -> None:
             "eventctl --help": [py, "-m", "eventctl", "--help"],
             "import sqlmodel": [py, "-c", "import sqlmodel"],
             "eventctl current --page /x": [py, "-m", "eventctl", "current", "--page", "/x", "--json"],
+            "eventctl list --limit 50": [py, "-m", "eventctl", "list", "--limit", "50"],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
         for cmd in commands.values():  # warm the OS file cache and .pyc files
@@ -54,7 +56,9 @@ def main() -> None:
     help_ratio = med["eventctl --help"] / med["import typer"]
     current_ratio = med["eventctl current --page /x"] / med["import sqlmodel"]
     print(f"--help / import typer            {help_ratio:5.2f}x  (target <= 2.0x)")
+    list_ratio = med["eventctl list --limit 50"] / med["import sqlmodel"]
     print(f"current / import sqlmodel        {current_ratio:5.2f}x  (target <= 1.3x)")
+    print(f"list --limit 50 / import sqlmodel {list_ratio:5.2f}x  (target <= 1.3x)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""/current at scale (issue 10): start-up, memory, throughput and write-to-visible latency.
+"""/current at scale (issue 10): start-up, memory, throughput, write-to-visible latency, list.
 
-    python bench/scale.py [--events 100000] [--pages 10000] [--small 10000] [--duration 10]
-                          [--connections 16] [--writes 100] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    python bench/scale.py [--events 100000] [--pages 10000] [--small 10000] [--duration 60] [--cold 2000]
+                          [--connections 16] [--writes 200] [--sqlite-writes 50]
+                          [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 Makes two fresh PostgreSQL databases: a big one (``--events`` over ``--pages`` pages) and
 a small one (``--small`` events, same events per page). Per page: one live event, the
@@ -10,12 +11,14 @@ rest alternately expired and upcoming. Starts ``eventctl serve`` exactly as a us
 
 * start-up: spawn to /healthz, and the first /current answer's latency after that;
 * worker RSS after start, and after the load;
-* cold: every page requested once (all cache misses), req/s and p99;
+* cold: ``--cold`` pages requested once each (all cache misses), req/s and p99;
 * then /current throughput and p50/p99 under a keep-alive asyncio client (``--connections``,
   requests spread uniformly over every page), for ``--duration`` seconds;
-* write-to-visible latency: ``--writes`` creates through the CLI (in-process, timed
-  from the command's return, i.e. after its commit), polled on two ``serve``
-  instances on the big database until both answer them: p50/p99/max per instance.
+* ``eventctl list --json`` of every event in its own process: time, size, peak RSS;
+* write-to-visible latency: creates through the CLI (in-process, timed from the
+  command's return, i.e. after its commit) and through HTTP (POST to the first
+  instance), polled on two ``serve`` instances until both answer them — on the big
+  PostgreSQL database (LISTEN/NOTIFY) and on an SQLite file of the small shape (polling).
 
 The load client runs on the same machine as the server: on a small machine the
 throughput figures are bounded by it as much as by the server.
@@ -138,10 +141,10 @@ def get(port: int, route: str | None = None, path: str = CURRENT) -> tuple[int, 
 
 
 class Server:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **settings: str) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
-        env.update(EVENTCTL_DATABASE_URL=url)
+        env.update(EVENTCTL_DATABASE_URL=url, **settings)
         self.started = time.perf_counter()
         self.log = open(os.devnull, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -212,19 +215,35 @@ def load(port: int, pages: int, duration: float, connections: int, sweep: bool =
     }
 
 
-def write_latency(url: str, ports: list[int], writes: int) -> dict[int, list[float]]:
+def write_latency(url: str, ports: list[int], writes: int, via: str = "cli") -> dict[int, list[float]]:
+    """``writes`` creates through the CLI (in-process) or HTTP (``POST`` to the first instance),
+    each timed from the write's return (after its commit) until every instance answers it."""
     from typer.testing import CliRunner
 
     from eventctl.cli import app
 
     runner = CliRunner()
+    token = ""
+    if via == "http":
+        r = runner.invoke(app, ["--database-url", url, "token", "create", f"bench-{uuid.uuid4().hex[:6]}"])
+        assert r.exit_code == 0, r.output
+        token = r.stdout.strip()
     seen: dict[int, list[float]] = {p: [] for p in ports}
     for i in range(writes):
         route = f"/latency/{uuid.uuid4().hex[:8]}"
         for port in ports:  # held in the cache first: the write must invalidate it
             assert get(port, route)[1] == b"null"
-        r = runner.invoke(app, ["--database-url", url, "create", "--name", f"w{i}", "--page", route])
-        assert r.exit_code == 0, r.output
+        if via == "http":
+            body = json.dumps({"name": f"w{i}", "page_context": route}).encode()
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{ports[0]}/api/v1/events/", data=body, method="POST",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )  # fmt: skip
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                assert resp.status == 201
+        else:
+            r = runner.invoke(app, ["--database-url", url, "create", "--name", f"w{i}", "--page", route])
+            assert r.exit_code == 0, r.output
         committed = time.perf_counter()
         waiting = set(ports)
         while waiting:
@@ -238,6 +257,65 @@ def write_latency(url: str, ports: list[int], writes: int) -> dict[int, list[flo
     return seen
 
 
+MEASURED = """\
+import resource, sys
+from eventctl.cli import main
+try:
+    main()
+finally:
+    sys.stderr.write("\\nMAXRSS_KB %d\\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def list_json(url: str) -> dict[str, float]:
+    """``eventctl list --json`` of every event, in its own process: seconds, bytes printed, peak RSS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MEASURED, "--database-url", url, "list", "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    printed = 0
+    while chunk := proc.stdout.read(1 << 20):
+        printed += len(chunk)
+    err = proc.stderr.read().decode()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait() == 0, err[-2000:]
+    peak_kb = int(err.rsplit("MAXRSS_KB", 1)[1].split()[0])
+    return {"seconds": time.perf_counter() - started, "mb": printed / 1e6, "peak_mib": peak_kb / 1024}
+
+
+def make_sqlite(path: str, events: int, pages: int) -> str:
+    """The same shape on SQLite (rows copied in through the ORM's table, one transaction)."""
+    import sqlalchemy as sa
+
+    from eventctl import migrate
+    from eventctl.db import make_engine
+    from eventctl.models import Event
+
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    migrate.upgrade(engine, "head")
+    now = datetime.now(UTC)
+    rows = []
+    for n in range(events):
+        p, k = n % pages, n // pages
+        start, end = now - timedelta(hours=1), now + timedelta(days=30)
+        if k:
+            start, end = now + timedelta(days=30 + k), now + timedelta(days=31 + k)
+        rows.append(
+            {"uid": uuid.uuid4(), "name": f"campaign {n}", "description": None, "page_context": page_key(p),
+             "filters": {}, "limit": 20, "is_active": True, "is_default": False, "start_date": start,
+             "end_date": end, "created_by": "bench", "created_at": now, "updated_at": now}
+        )  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(sa.insert(Event.__table__), rows)  # type: ignore[attr-defined]
+    engine.dispose()
+    return url
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * q))]
@@ -248,9 +326,11 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--pages", type=int, default=10_000)
     ap.add_argument("--small", type=int, default=10_000)
-    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument("--cold", type=int, default=2000, help="pages requested once, cold, before the load")
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--writes", type=int, default=100)
+    ap.add_argument("--writes", type=int, default=200, help="creates per way on PostgreSQL (CLI, HTTP)")
+    ap.add_argument("--sqlite-writes", type=int, default=50, help="the same on SQLite (each waits for a poll)")
     ap.add_argument(
         "--pg", default=os.environ.get("EVENTCTL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     )
@@ -268,19 +348,33 @@ def main() -> None:
             server = Server(urls[label])
             try:
                 row = {"up": server.up, "first": server.first * 1000, "rss0": rss_mib(server.proc.pid)}
-                cold = load(server.port, pages, 0, args.connections, sweep=True)  # every page once: all misses
+                cold = load(server.port, min(pages, args.cold), 0, args.connections, sweep=True)  # all misses
                 row.update(cold_rps=cold["rps"], cold_p99=cold["p99"])
                 row.update(load(server.port, pages, args.duration, args.connections))
                 row["rss1"] = rss_mib(server.proc.pid)
                 results[label] = row
             finally:
                 server.stop()
+        seen: dict[str, dict[int, list[float]]] = {}
         one, two = Server(urls["big"]), Server(urls["big"])
         try:
-            seen = write_latency(urls["big"], [one.port, two.port], args.writes)
+            seen["PostgreSQL, CLI"] = write_latency(urls["big"], [one.port, two.port], args.writes)
+            seen["PostgreSQL, HTTP"] = write_latency(urls["big"], [one.port, two.port], args.writes, via="http")
         finally:
             one.stop()
             two.stop()
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            lite = make_sqlite(f"{tmp}/scale.db", args.small, max(1, args.small // per_page))
+            one, two = Server(lite), Server(lite)  # default settings: polling every second
+            try:
+                seen["SQLite, CLI"] = write_latency(lite, [one.port, two.port], args.sqlite_writes)
+                seen["SQLite, HTTP"] = write_latency(lite, [one.port, two.port], args.sqlite_writes, via="http")
+            finally:
+                one.stop()
+                two.stop()
+        listed = {label: list_json(urls[label]) for label in sizes}
     finally:
         for url in urls.values():
             drop_database(args.pg, url)
@@ -303,15 +397,20 @@ def main() -> None:
     for name, key, fmt in rows:
         a, b = results["small"][key], results["big"][key]
         out.write(f"{name:34}{fmt.format(a):>14}{fmt.format(b):>14}{b / a if a else float('nan'):>10.2f}x\n")
-    out.write(f"\nwrite-to-visible, {args.writes} CLI creates, two `serve` instances on the big database (ms):\n")
-    for i, values in enumerate(seen.values(), 1):
-        out.write(
-            f"  instance {i}: p50 {statistics.median(values):.1f}  p99 {pct(values, 0.99):.1f}  max {max(values):.1f}\n"
-        )
-    both = [max(a, b) for a, b in zip(*seen.values(), strict=True)]
-    out.write(f"  both seen:  p50 {statistics.median(both):.1f}  p99 {pct(both, 0.99):.1f}  max {max(both):.1f}\n")
+    for name, key, fmt in (("list --json: seconds", "seconds", "{:.1f}"), ("list --json: MB printed", "mb", "{:.0f}"),
+                           ("list --json: peak RSS (MiB)", "peak_mib", "{:.0f}")):  # fmt: skip
+        a, b = listed["small"][key], listed["big"][key]
+        out.write(f"{name:34}{fmt.format(a):>14}{fmt.format(b):>14}{b / a if a else float('nan'):>10.2f}x\n")
+    out.write(
+        f"\nwrite-to-visible, {args.writes} creates each, seen by two `serve` instances (ms; both = the later):\n"
+    )
+    latency = {}
+    for how, by_port in seen.items():
+        both = [max(a, b) for a, b in zip(*by_port.values(), strict=True)]
+        got = latency[how] = {"p50": statistics.median(both), "p99": pct(both, 0.99), "max": max(both)}
+        out.write(f"  {how:18} p50 {got['p50']:7.1f}  p99 {got['p99']:7.1f}  max {got['max']:7.1f}\n")
     print(out.getvalue())
-    print(json.dumps({"results": results, "args": vars(args)}))
+    print(json.dumps({"results": results, "list": listed, "latency": latency, "args": vars(args)}))
 
 
 if __name__ == "__main__":
