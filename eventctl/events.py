@@ -433,9 +433,15 @@ PAGES_PER_QUERY = 500  # pages per IN (...) when several pages are loaded at onc
 
 
 def load_snapshot(
-    session: Session, *, at: datetime, pages: list[str] | tuple[str, ...] | set[str] | None = None
+    session: Session,
+    *,
+    at: datetime,
+    pages: list[str] | tuple[str, ...] | set[str] | None = None,
+    horizon: datetime | None = None,
 ) -> dict[str, list[Event]]:
     """Active events that are live at ``at`` or later, grouped by page (oldest first).
+
+    ``horizon``: only those starting before it (what happens after it is not loaded).
 
     ``pages``: only these pages (one indexed query per ``PAGES_PER_QUERY`` pages, on
     ``ix_events_current``); None: every page (tools and tests; the web app never loads
@@ -451,6 +457,9 @@ def load_snapshot(
     base = sa.select(*table.columns).where(
         col(Event.is_active) == sa.true(), sa.or_(col(Event.end_date).is_(None), end > _time_value(session, at))
     )
+    if horizon is not None:
+        start = _stored_time(session, Event.start_date)
+        base = base.where(sa.or_(col(Event.start_date).is_(None), start < _time_value(session, horizon)))
     queries = [base]
     if pages is not None:
         wanted = sorted(set(pages))

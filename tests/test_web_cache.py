@@ -213,3 +213,55 @@ def test_stop_closes_the_listen_connection(pg_migrated_url):
         alive = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}).scalar()
     admin.dispose()
     assert alive == 0 and not service.listening
+
+
+def test_a_page_holds_only_its_horizon_and_says_503_past_it(db_url):
+    """A held page keeps the events live now or starting within MAX_ENTRY_AGE + stale_grace;
+    during an outage its windows are re-applied against the clock up to that horizon, and
+    past it the answer is 503 (a later campaign was never loaded), not a guess."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from eventctl.db import make_engine
+    from eventctl.web.current import MAX_ENTRY_AGE, CurrentService
+
+    t0 = time.time()
+    iso = lambda s: datetime.fromtimestamp(t0 + s, UTC).isoformat()  # noqa: E731
+    cli = make_cli(db_url)
+    grace = 120.0
+    horizon = MAX_ENTRY_AGE + grace  # 180 s
+    a = cli("create", "--json", "--name", "A", "--page", "/h", "--start", iso(-3600), "--end", iso(100)).json()
+    b = cli("create", "--json", "--name", "B", "--page", "/h", "--start", iso(150), "--end", iso(170)).json()
+    c = cli("create", "--json", "--name", "C", "--page", "/h", "--start", iso(horizon + 20)).json()
+    engine = make_engine(db_url)
+    now = [t0]
+    service = CurrentService(
+        engine, cache_ttl=30, stale_grace=grace, poll_interval=3600, listen=False, clock=lambda: now[0]
+    )
+
+    async def answer(at: float) -> tuple[int, bytes]:
+        now[0] = t0 + at
+        status, _headers, body = await service.respond(b"/h", None)
+        return status, body
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        seen = [await answer(0)]
+        held = {e.uid for e in service.snapshot["/h"]}
+        assert held == {a["uid"], b["uid"]}, "C starts past the horizon: not held"
+        service.failing, service.last_success = True, t0 + 100  # an outage; the last good call at t0+100
+        for at in (120, 160, 175, horizon + 1):
+            seen.append(await answer(at))
+        await service.stop()
+        return seen
+
+    try:
+        seen = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    (s0, b0), (s1, b1), (s2, b2), (s3, b3), (s4, _b4) = seen
+    assert s0 == 200 and json.loads(b0)["name"] == "A"
+    assert (s1, b1) == (200, b"null")  # A ended during the outage
+    assert s2 == 200 and json.loads(b2)["name"] == "B"  # B started during the outage
+    assert (s3, b3) == (200, b"null")  # B ended
+    assert s4 == 503  # within the grace, but past what was loaded: C may be live
+    assert c["uid"] not in {e.uid for e in service.snapshot.get("/h", [])}

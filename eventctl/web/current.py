@@ -66,6 +66,9 @@ RELOAD_LIMIT = 1_000  # unknown change: reload up to this many held pages, else 
 AUDIT_BATCH = 5_000  # SQLite: more new audit entries than this in one poll: drop everything
 LISTEN_BACKOFF = (0.1, 5.0)  # first and longest wait between LISTEN reconnections (seconds)
 LISTEN_WAKE = 0.25  # the listener checks for stop() this often
+# threads loading pages at once: enough to keep the database busy; each thread of a process
+# gets its own malloc arena, and 40 of them (anyio's default) fragmented the worker's memory
+LOAD_THREADS = 8
 # Under CORSMiddleware (cross-origin requests, see create_app) it appends ", Origin" to Vary;
 # the outermost fast path answers the other requests with Vary as CORSMiddleware would write it.
 VARY = (b"vary", b"X-Page-Route")
@@ -106,7 +109,7 @@ def _held(found: dict[str, list[Any]]) -> dict[str, list[HeldEvent]]:
 
 @dataclass(eq=False)
 class PageData:
-    """One page's live and upcoming active events, as loaded at ``loaded_at`` (epoch seconds)."""
+    """One page's active events live at ``loaded_at`` (epoch seconds) or starting within the horizon."""
 
     events: list[HeldEvent]
     loaded_at: float
@@ -167,6 +170,9 @@ class CurrentService:
         self.engine = engine
         self.cache_ttl = cache_ttl
         self.stale_grace = stale_grace
+        # a page holds what starts before loaded_at + horizon: the longest it is ever answered from
+        # fresh (MAX_ENTRY_AGE) and then stale (stale_grace); later campaigns cost no memory
+        self.horizon = MAX_ENTRY_AGE + stale_grace
         self.poll_interval = poll_interval
         self.clock = clock
         self.max_pages = max(1, max_pages)
@@ -182,6 +188,7 @@ class CurrentService:
         self._invalidated_at: dict[str, int] = {}
         self._loads_in_flight = 0
         self._pending: dict[str, asyncio.Task[PageData]] = {}
+        self._limiter: Any = None  # page loads in at most LOAD_THREADS threads (made in the loop)
         # poller state (poll thread only, under _polling)
         self.version: int | None = None
         self._audit_id: int | None = None
@@ -274,25 +281,33 @@ class CurrentService:
 
     # ------------------------------------------------------------ loading
 
-    def _load_sync(self, routes: list[str]) -> tuple[dict[str, list[HeldEvent]], float]:
+    def _read_pages(self, routes: list[str], now: float) -> dict[str, list[HeldEvent]]:
+        """The pages' events live at ``now`` or starting within the horizon (one indexed query)."""
         from eventctl.db import read_session
         from eventctl.events import load_snapshot
 
+        at, horizon = datetime.fromtimestamp(now, UTC), datetime.fromtimestamp(now + self.horizon, UTC)
+        with read_session(self.engine) as session:
+            return _held(load_snapshot(session, at=at, pages=routes, horizon=horizon))
+
+    def _load_sync(self, routes: list[str]) -> tuple[dict[str, list[HeldEvent]], float]:
         now = self.clock()
         started = time.perf_counter()
-        with read_session(self.engine) as session:
-            found = _held(load_snapshot(session, at=datetime.fromtimestamp(now, UTC), pages=routes))
+        found = self._read_pages(routes, now)
         self.metrics.loaded(time.perf_counter() - started)
         return found, now
 
     async def _fetch(self, route: str) -> PageData:
+        import anyio
         from anyio import to_thread
 
         page: PageData | None = None
         for _attempt in range(3):
             seq = self._load_started()
             try:
-                found, loaded_at = await to_thread.run_sync(self._load_sync, [route])
+                if self._limiter is None:
+                    self._limiter = anyio.CapacityLimiter(LOAD_THREADS)
+                found, loaded_at = await to_thread.run_sync(self._load_sync, [route], limiter=self._limiter)
                 page = PageData(found.get(route, []), loaded_at)
                 self.last_success = max(self.last_success or 0.0, loaded_at)
                 if self._valid_since(route, seq):
@@ -332,9 +347,6 @@ class CurrentService:
         """In a worker thread: read the counter (SQLite: and the pages written since); reload if unknown."""
         import sqlalchemy as sa
 
-        from eventctl.db import read_session
-        from eventctl.events import load_snapshot
-
         result = _PollResult()
         with self._polling:
             resync, self._resync = self._resync, False
@@ -357,8 +369,7 @@ class CurrentService:
             if resync or (moved and pages is None and not listening):
                 if len(held) <= RELOAD_LIMIT:
                     now = self.clock()
-                    with read_session(self.engine) as session:
-                        result.reloaded = _held(load_snapshot(session, at=datetime.fromtimestamp(now, UTC), pages=held))
+                    result.reloaded = self._read_pages(held, now)
                     result.held, result.loaded_at = held, now
                 else:
                     result.everything = True
@@ -557,9 +568,12 @@ class CurrentService:
                         return self._unavailable
         else:
             self._pages.move_to_end(route)
+        complete_until = page.loaded_at + self.horizon  # what starts later was not loaded
+        if now >= complete_until:
+            return self._unavailable  # only while failing: a fresh page is reloaded long before
         at = datetime.fromtimestamp(now, UTC)
         boundary = next_boundary(page.events, at=at)
-        until = boundary.timestamp() if boundary is not None else math.inf
+        until = min(boundary.timestamp(), complete_until) if boundary is not None else complete_until
         try:
             event = resolve_in_memory(page.events, route=route, at=at)
         except Conflict as exc:
