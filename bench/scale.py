@@ -327,6 +327,9 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=10_000)
     ap.add_argument("--small", type=int, default=10_000)
     ap.add_argument("--duration", type=float, default=60)
+    ap.add_argument(
+        "--cache-pages", type=int, default=None, help="EVENTCTL_CACHE_PAGES for the servers (default: theirs)"
+    )
     ap.add_argument("--cold", type=int, default=2000, help="pages requested once, cold, before the load")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--writes", type=int, default=200, help="creates per way on PostgreSQL (CLI, HTTP)")
@@ -344,8 +347,9 @@ def main() -> None:
             t = time.perf_counter()
             urls[label] = make_database(args.pg, events, pages)
             print(f"filled {label}: {events:,} events / {pages:,} pages in {time.perf_counter() - t:.1f} s", flush=True)
+        cache = {"EVENTCTL_CACHE_PAGES": str(args.cache_pages)} if args.cache_pages else {}
         for label, (_events, pages) in sizes.items():
-            server = Server(urls[label])
+            server = Server(urls[label], **cache)
             try:
                 row = {"up": server.up, "first": server.first * 1000, "rss0": rss_mib(server.proc.pid)}
                 cold = load(server.port, min(pages, args.cold), 0, args.connections, sweep=True)  # all misses
@@ -380,9 +384,9 @@ def main() -> None:
             drop_database(args.pg, url)
 
     out = io.StringIO()
-    out.write(f"\n{'':34}{'small':>14}{'big':>14}{'big/small':>11}\n")
+    out.write(f"\n{'':34}{'small':>18}{'big':>18}{'big/small':>11}\n")
     (se, sp), (be, bp) = sizes["small"], sizes["big"]
-    out.write(f"{'events / pages':34}{f'{se:,}/{sp:,}':>14}{f'{be:,}/{bp:,}':>14}\n")
+    out.write(f"{'events / pages':34}{f'{se:,}/{sp:,}':>18}{f'{be:,}/{bp:,}':>18}\n")
     rows = [
         ("spawn to /healthz (s)", "up", "{:.2f}"),
         ("first /current after that (ms)", "first", "{:.1f}"),
@@ -396,11 +400,11 @@ def main() -> None:
     ]
     for name, key, fmt in rows:
         a, b = results["small"][key], results["big"][key]
-        out.write(f"{name:34}{fmt.format(a):>14}{fmt.format(b):>14}{b / a if a else float('nan'):>10.2f}x\n")
+        out.write(f"{name:34}{fmt.format(a):>18}{fmt.format(b):>18}{b / a if a else float('nan'):>10.2f}x\n")
     for name, key, fmt in (("list --json: seconds", "seconds", "{:.1f}"), ("list --json: MB printed", "mb", "{:.0f}"),
                            ("list --json: peak RSS (MiB)", "peak_mib", "{:.0f}")):  # fmt: skip
         a, b = listed["small"][key], listed["big"][key]
-        out.write(f"{name:34}{fmt.format(a):>14}{fmt.format(b):>14}{b / a if a else float('nan'):>10.2f}x\n")
+        out.write(f"{name:34}{fmt.format(a):>18}{fmt.format(b):>18}{b / a if a else float('nan'):>10.2f}x\n")
     out.write(
         f"\nwrite-to-visible, {args.writes} creates each, seen by two `serve` instances (ms; both = the later):\n"
     )

@@ -107,7 +107,7 @@ def _held(found: dict[str, list[Any]]) -> dict[str, list[HeldEvent]]:
     return {route: [HeldEvent.of(row) for row in rows] for route, rows in found.items()}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PageData:
     """One page's active events live at ``loaded_at`` (epoch seconds) or starting within the horizon."""
 
@@ -115,7 +115,7 @@ class PageData:
     loaded_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Answer:
     status: int
     body: bytes
@@ -138,8 +138,13 @@ class Answer:
         return cls(status, body, None, until, [*_entity_headers(body), _NO_STORE, *extra], page, route)
 
 
+@functools.lru_cache(maxsize=4096)
+def _content_length(size: int) -> tuple[bytes, bytes]:
+    return (b"content-length", str(size).encode("ascii"))  # one tuple per size, shared by every answer
+
+
 def _entity_headers(body: bytes) -> RawHeaders:
-    return [JSON_TYPE, (b"content-length", str(len(body)).encode("ascii"))]
+    return [JSON_TYPE, _content_length(len(body))]
 
 
 @dataclass
