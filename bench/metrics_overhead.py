@@ -1,4 +1,4 @@
-"""/current throughput with the metrics and access-log middleware on (as shipped) and off, side by side.
+"""/current throughput with per-request metrics on (as shipped) and off (counting made a no-op), side by side.
 
     python bench/metrics_overhead.py [--pages 1000] [--duration 5] [--rounds 3] [--connections 16]
 
