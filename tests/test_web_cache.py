@@ -265,3 +265,44 @@ def test_a_page_holds_only_its_horizon_and_says_503_past_it(db_url):
     assert (s3, b3) == (200, b"null")  # B ended
     assert s4 == 503  # within the grace, but past what was loaded: C may be live
     assert c["uid"] not in {e.uid for e in service.snapshot.get("/h", [])}
+
+
+def test_stop_ends_a_poll_loop_that_swallowed_its_cancel(db_url):
+    """Python 3.11's asyncio.wait_for loses a cancel that lands as its future completes (the
+    listener waking the poller as it stops did exactly that): stop() hung for ever. It now
+    cancels until the task has ended, and the poll loop also checks a stop flag."""
+    import asyncio
+
+    from eventctl.db import make_engine
+    from eventctl.web.current import CurrentService
+
+    engine = make_engine(db_url)
+    service = CurrentService(engine, cache_ttl=1, stale_grace=1, poll_interval=0.01, listen=False)
+    swallowed = []
+    real_refresh = service.refresh
+
+    async def refresh_losing_one_cancel() -> None:
+        try:
+            await real_refresh()
+            await asyncio.sleep(1)  # where stop()'s cancel lands
+        except asyncio.CancelledError:
+            if not swallowed:
+                swallowed.append(True)
+                asyncio.current_task().uncancel()  # as wait_for did: the cancel is gone
+                return
+            raise
+
+    service.refresh = refresh_losing_one_cancel
+
+    async def scenario() -> float:
+        service.start()
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await asyncio.wait_for(service.stop(), 5)
+        return time.monotonic() - started
+
+    try:
+        took = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert took < 5

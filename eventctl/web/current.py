@@ -199,6 +199,7 @@ class CurrentService:
         self._audit_id: int | None = None
         self._resync = True  # the next poll treats any change as unknown (start, LISTEN (re)connected or lost)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -442,11 +443,12 @@ class CurrentService:
 
     async def _poll_loop(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._stopping:
             await self.refresh()
             self.metrics.flush()  # the per-request counts reach prometheus-client once a poll
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            try:  # not asyncio.wait_for: in 3.11 it loses a cancel that lands as the wake-up does
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -507,6 +509,9 @@ class CurrentService:
         if self._task is None or self._task.done():
             self._loop, self._loop_thread = loop, threading.get_ident()
             self._wake = asyncio.Event()
+            # asyncio primitives belong to one loop: a service started again (another loop) makes new ones
+            self._refresh_lock, self._limiter = None, None
+            self._stopping = False
             self._resync = True
             self._task = loop.create_task(self._poll_loop())
         if self.listen and (self._listener is None or not self._listener.is_alive()):
@@ -519,14 +524,16 @@ class CurrentService:
         from anyio import to_thread
 
         self._stop_listening.set()
+        self._stopping = True
         tasks = [t for t in (self._task, *self._pending.values()) if t is not None]
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+            # a cancel landing while the task waits on a thread (anyio shields that wait) can be
+            # absorbed: the task then carries on, so cancel again until it has ended
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.05)
+            if not task.cancelled():
+                task.exception()  # retrieved: a failed poll or load is of no interest now
         self._task = None
         self.metrics.flush()
         listener, self._listener = self._listener, None
