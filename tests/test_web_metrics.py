@@ -152,3 +152,35 @@ def test_request_labels_stay_bounded_for_odd_methods(db_url):
         text = client.get("/metrics").text
     methods = {dict(k).get("method") for k in _samples(text, "eventctl_http_requests_total")}
     assert methods <= {"GET", "OTHER"} and "OTHER" in methods
+
+
+def test_counts_reach_prometheus_client_within_a_poll_interval_without_a_poll(db_url):
+    """Per-request counts wait in a dict; a request after poll_interval hands them over even when
+    no poll completes (a poll can hang on a dead database), so other workers' scrapes see them."""
+    from eventctl.web.current import CurrentService
+
+    app = make_app(db_url, poll_interval=3600)  # the poll loop runs once, at start
+    service: CurrentService = app.fastapi.state.current
+    now = [time.time()]
+    service.clock = lambda: now[0]
+    with TestClient(app) as client:
+        cur(client, "/p")
+        for _ in range(4):
+            cur(client, "/p")
+
+        def handed_over() -> float:
+            text = app.fastapi.state.metrics.exposition()[0].decode()  # what another worker reads
+            return _samples(text, "eventctl_current_answers_total").get((("outcome", "null"),), 0.0)
+
+        assert handed_over() < 5  # still waiting in this worker
+        now[0] += 3600
+        cur(client, "/p")
+        assert handed_over() >= 5
+
+
+def test_a_grace_meant_as_for_ever_is_not_an_outage(db_url):
+    """EVENTCTL_STALE_GRACE=1e12 puts the load horizon past year 9999: no horizon, not a 503."""
+    assert make_cli(db_url)("create", "--name", "F", "--page", "/forever").exit_code == 0
+    with TestClient(make_app(db_url, stale_grace=1e12)) as client:
+        r = cur(client, "/forever")
+        assert r.status_code == 200 and r.json()["name"] == "F"

@@ -23,10 +23,14 @@ A load racing with an invalidation of its page is not stored (sequence numbers).
 Each entry is also reloaded after ``MAX_ENTRY_AGE`` seconds, in case a
 notification was lost.
 
+A load holds the events live then or starting within ``horizon`` seconds
+(``MAX_ENTRY_AGE`` + the larger of ``stale_grace`` and ``cache_ttl``): later
+campaigns cost no memory, and a page is never answered past its load + horizon.
+
 If the database becomes unreachable, answers keep coming from the pages held
 (windows re-applied against the clock) for ``stale_grace`` seconds after the last
 successful database call, marked ``X-Eventctl-Stale: true``; then 503, and 503 at
-once for a page not held.
+once for a page not held or past its horizon.
 
 ``CurrentFastPath`` answers before FastAPI's routing (the hot path); the documented
 route (``routers/current.py``) answers through the same ``send_current``.
@@ -69,6 +73,7 @@ LISTEN_WAKE = 0.25  # the listener checks for stop() this often
 # threads loading pages at once: enough to keep the database busy; each thread of a process
 # gets its own malloc arena, and 40 of them (anyio's default) fragmented the worker's memory
 LOAD_THREADS = 8
+_LAST_TIMESTAMP = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 # Under CORSMiddleware (cross-origin requests, see create_app) it appends ", Origin" to Vary;
 # the outermost fast path answers the other requests with Vary as CORSMiddleware would write it.
 VARY = (b"vary", b"X-Page-Route")
@@ -176,8 +181,9 @@ class CurrentService:
         self.cache_ttl = cache_ttl
         self.stale_grace = stale_grace
         # a page holds what starts before loaded_at + horizon: the longest it is ever answered from
-        # fresh (MAX_ENTRY_AGE) and then stale (stale_grace); later campaigns cost no memory
-        self.horizon = MAX_ENTRY_AGE + stale_grace
+        # (fresh for MAX_ENTRY_AGE, then stale for stale_grace) or cached downstream (cache_ttl);
+        # later campaigns cost no memory
+        self.horizon = MAX_ENTRY_AGE + max(stale_grace, cache_ttl)
         self.poll_interval = poll_interval
         self.clock = clock
         self.max_pages = max(1, max_pages)
@@ -200,6 +206,7 @@ class CurrentService:
         self._resync = True  # the next poll treats any change as unknown (start, LISTEN (re)connected or lost)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._flushed_at = 0.0  # clock time of the last hand-over of per-request counts
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -292,7 +299,9 @@ class CurrentService:
         from eventctl.db import read_session
         from eventctl.events import load_snapshot
 
-        at, horizon = datetime.fromtimestamp(now, UTC), datetime.fromtimestamp(now + self.horizon, UTC)
+        at = datetime.fromtimestamp(now, UTC)
+        # a horizon past the calendar (a grace meant as "for ever") is no horizon
+        horizon = datetime.fromtimestamp(now + self.horizon, UTC) if now + self.horizon < _LAST_TIMESTAMP else None
         with read_session(self.engine) as session:
             return _held(load_snapshot(session, at=at, pages=routes, horizon=horizon))
 
@@ -598,6 +607,9 @@ class CurrentService:
         """Status, headers and body for one request. The only code path for /current."""
         now = self.clock()
         answer = self._answers.get(raw_route)
+        if now - self._flushed_at >= self.poll_interval:  # also while a poll hangs on a dead database
+            self._flushed_at = now
+            self.metrics.flush()
         if (  # the common case, without a detour: a fresh 200 held, no If-None-Match, database fine
             answer is not None
             and answer.etag is not None
@@ -704,12 +716,6 @@ async def send_current(service: CurrentService, scope: Scope, send: Send, vary: 
             route = value  # raw bytes: normalize_route reads them as UTF-8
         elif name == b"if-none-match":
             inm = value
-    return await _send(service, scope, send, route, inm, vary)
-
-
-async def _send(
-    service: CurrentService, scope: Scope, send: Send, route: bytes | None, inm: bytes | None, vary: tuple[bytes, bytes]
-) -> int:
     status, headers, body = await service.respond(route, inm, vary)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
@@ -751,7 +757,9 @@ class CurrentFastPath:
     async def _answer(self, scope: Scope, send: Send, route: bytes | None, inm: bytes | None) -> None:
         started, status = time.perf_counter(), 500
         try:
-            status = await _send(self.service, scope, send, route, inm, VARY_ORIGIN)
+            status, headers, body = await self.service.respond(route, inm, VARY_ORIGIN)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
         finally:
             self.service.metrics.request(CURRENT_PATH, scope["method"], status)
             if status not in (200, 304):
