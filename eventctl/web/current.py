@@ -618,8 +618,7 @@ class CurrentService:
             and self._task is not None
             and self._usable(answer, now, False)
         ):
-            self.metrics.cache_hit()
-            self.metrics.current_answer(answer.outcome)
+            self.metrics.cache_hit_answer(answer.outcome)
             self._answers.move_to_end(raw_route)
             if answer.route is not None:
                 self._pages.move_to_end(answer.route)

@@ -11,6 +11,7 @@ process) keeps its own registry.
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import time
@@ -84,32 +85,37 @@ class Metrics:
             "eventctl_current_cache_entries", "Pages held in the /current cache (all workers)",
             registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
-        self._answers = {o: self.current_answers.labels(o) for o in CURRENT_OUTCOMES}
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._hit, self._miss = self.cache_lookups.labels("hit"), self.cache_lookups.labels("miss")
-        # per-request counts wait here (event loop thread only) until flush(): a dict increment
-        # instead of prometheus-client's locked write to its multiprocess file, three times a request
-        self._pending: dict[Any, int] = {}
-
-    def _count(self, child: Any) -> None:
-        pending = self._pending
-        pending[child] = pending.get(child, 0) + 1
+        # per-request counts wait in a Counter (event loop thread only) until flush(), keyed by the
+        # tuple of label children one event increments: one dict increment instead of prometheus-
+        # client's locked write to its multiprocess file for each
+        self._pending: collections.Counter[tuple[Any, ...]] = collections.Counter()
+        hit, miss = self.cache_lookups.labels("hit"), self.cache_lookups.labels("miss")
+        answers = {o: self.current_answers.labels(o) for o in CURRENT_OUTCOMES}
+        self._answer_keys = {o: (child,) for o, child in answers.items()}
+        self._hit_answer_keys = {o: (hit, child) for o, child in answers.items()}
+        self._hit_key, self._miss_key = (hit,), (miss,)
+        self._request_keys: dict[tuple[str, str, int], tuple[Any, ...]] = {}
 
     def flush(self) -> None:
         """Hand the per-request counts to prometheus-client (event loop thread: the poll loop, /metrics)."""
-        pending, self._pending = self._pending, {}
-        for child, count in pending.items():
-            child.inc(count)
+        pending, self._pending = self._pending, collections.Counter()
+        for children, count in pending.items():
+            for child in children:
+                child.inc(count)
 
-    # ---- called by the /current service (pre-bound label children, counted by _count)
+    # ---- called by the /current service (pre-bound label children, counted in _pending)
     def current_answer(self, outcome: str) -> None:
-        self._count(self._answers[outcome])
+        self._pending[self._answer_keys[outcome]] += 1
+
+    def cache_hit_answer(self, outcome: str) -> None:
+        """A cache hit answered with ``outcome``: both counters, one increment (the hot path)."""
+        self._pending[self._hit_answer_keys[outcome]] += 1
 
     def cache_hit(self) -> None:
-        self._count(self._hit)
+        self._pending[self._hit_key] += 1
 
     def cache_miss(self) -> None:
-        self._count(self._miss)
+        self._pending[self._miss_key] += 1
 
     def loaded(self, seconds: float) -> None:
         self.loads.inc()
@@ -133,10 +139,10 @@ class Metrics:
     def request(self, path: str, method: str, status: int) -> None:
         route = CURRENT_ROUTE if path == CURRENT_ROUTE else route_label(path)
         key = (route, method if method in _METHODS else "OTHER", status)
-        child = self._request_children.get(key)
-        if child is None:  # bounded: route templates × known methods × statuses
-            child = self._request_children[key] = self.requests.labels(key[0], key[1], str(status))
-        self._count(child)
+        children = self._request_keys.get(key)
+        if children is None:  # bounded: route templates × known methods × statuses
+            children = self._request_keys[key] = (self.requests.labels(key[0], key[1], str(status)),)
+        self._pending[children] += 1
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
