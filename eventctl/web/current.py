@@ -536,8 +536,8 @@ class CurrentService:
         self._stopping = True
         tasks = [t for t in (self._task, *self._pending.values()) if t is not None]
         for task in tasks:
-            # a cancel landing while the task waits on a thread (anyio shields that wait) can be
-            # absorbed: the task then carries on, so cancel again until it has ended
+            # a cancel can be lost (3.11's asyncio.wait_for, or any code that swallows it): the task
+            # would carry on, so cancel again until it has ended
             while not task.done():
                 task.cancel()
                 await asyncio.wait({task}, timeout=0.05)
@@ -707,18 +707,31 @@ def _matches(if_none_match: bytes, etag: bytes) -> bool:
     return parse_etags(if_none_match.decode("latin-1")).contains_weak(etag.decode("ascii").strip('"'))
 
 
-async def send_current(service: CurrentService, scope: Scope, send: Send, vary: tuple[bytes, bytes] = VARY) -> int:
-    """Answer GET or HEAD /current on ``send``: HEAD gets GET's status and headers, no body."""
+def _request_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bool]:
+    """X-Page-Route and If-None-Match as raw bytes (normalize_route reads the route as UTF-8),
+    and whether the request names an Origin (a cross-origin request)."""
     route = inm = None
+    cross = False
     for name, value in scope["headers"]:
         if name == b"x-page-route":
-            route = value  # raw bytes: normalize_route reads them as UTF-8
+            route = value
         elif name == b"if-none-match":
             inm = value
-    status, headers, body = await service.respond(route, inm, vary)
+        elif name == b"origin":
+            cross = True
+    return route, inm, cross
+
+
+async def _send(scope: Scope, send: Send, status: int, headers: RawHeaders, body: bytes) -> None:
+    """HEAD gets GET's status and headers, no body."""
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-    return status
+
+
+async def send_current(service: CurrentService, scope: Scope, send: Send) -> None:
+    """Answer GET or HEAD /current on ``send`` (under CORS, which completes Vary)."""
+    route, inm, _cross = _request_headers(scope)
+    await _send(scope, send, *await service.respond(route, inm))
 
 
 class CurrentFastPath:
@@ -740,15 +753,8 @@ class CurrentFastPath:
             if not self.outermost:
                 await send_current(self.service, scope, send)
                 return
-            route = inm = None
-            for name, value in scope["headers"]:
-                if name == b"x-page-route":
-                    route = value
-                elif name == b"if-none-match":
-                    inm = value
-                elif name == b"origin":
-                    break  # cross-origin: CORS answers around the inner fast path
-            else:
+            route, inm, cross = _request_headers(scope)
+            if not cross:
                 await self._answer(scope, send, route, inm)
                 return
         await self.app(scope, receive, send)
@@ -757,8 +763,7 @@ class CurrentFastPath:
         started, status = time.perf_counter(), 500
         try:
             status, headers, body = await self.service.respond(route, inm, VARY_ORIGIN)
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+            await _send(scope, send, status, headers, body)
         finally:
             self.service.metrics.request(CURRENT_PATH, scope["method"], status)
             if status not in (200, 304):
