@@ -1,19 +1,20 @@
 """/current at scale (issue 10): start-up, memory, throughput, write-to-visible latency, list.
 
-    python bench/scale.py [--events 100000] [--pages 10000] [--small 10000] [--duration 60] [--cold 2000]
+    python bench/scale.py [--events 100000] [--pages 10000] [--small 10000] [--duration 60] [--cold PAGES]
                           [--connections 16] [--writes 200] [--sqlite-writes 50]
                           [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 Makes two fresh PostgreSQL databases: a big one (``--events`` over ``--pages`` pages) and
 a small one (``--small`` events, same events per page). Per page: one live event, the
 rest alternately expired and upcoming. Starts ``eventctl serve`` exactly as a user does
-(one worker, default settings) on each and prints, side by side:
+(one worker, default settings) on each, both at once, and prints side by side:
 
 * start-up: spawn to /healthz, and the first /current answer's latency after that;
 * worker RSS after start, and after the load;
-* cold: ``--cold`` pages requested once each (all cache misses), req/s and p99;
+* cold: every page (or ``--cold`` pages) requested once each (all cache misses), req/s and p99;
 * then /current throughput and p50/p99 under a keep-alive asyncio client (``--connections``,
-  requests spread uniformly over every page), for ``--duration`` seconds;
+  requests spread uniformly over every page), ``--duration`` seconds on each server in
+  ``--rounds`` alternating slices (both servers run side by side; noise hits both);
 * ``eventctl list --json`` of every event in its own process: time, size, peak RSS;
 * write-to-visible latency: creates through the CLI (in-process, timed from the
   command's return, i.e. after its commit) and through HTTP (POST to the first
@@ -41,6 +42,7 @@ import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 CURRENT = "/api/v1/events/current"
 
@@ -203,16 +205,27 @@ async def _load(
     return count, latencies
 
 
-def load(port: int, pages: int, duration: float, connections: int, sweep: bool = False) -> dict[str, float]:
+def load(port: int, pages: int, duration: float, connections: int, sweep: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     count, lat = asyncio.run(_load(port, pages, duration, connections, sweep))
     duration = time.perf_counter() - started if sweep else duration
-    lat.sort()
-    return {
-        "rps": count / duration,
-        "p50": lat[len(lat) // 2] * 1000,
-        "p99": lat[int(len(lat) * 0.99)] * 1000,
-    }
+    return summary(count, duration, lat)
+
+
+def summary(count: int, seconds: float, latencies: list[float]) -> dict[str, Any]:
+    lat = sorted(latencies)
+    return {"rps": count / seconds, "p50": lat[len(lat) // 2] * 1000, "p99": lat[int(len(lat) * 0.99)] * 1000}
+
+
+def interleaved(servers: dict[str, tuple[Server, int]], duration: float, rounds: int, connections: int) -> dict:
+    """``duration`` seconds of load on each server, in ``rounds`` alternating slices (noise hits both)."""
+    totals: dict[str, list[Any]] = {label: [0, []] for label in servers}
+    for _ in range(rounds):
+        for label, (server, pages) in servers.items():
+            count, lat = asyncio.run(_load(server.port, pages, duration / rounds, connections))
+            totals[label][0] += count
+            totals[label][1] += lat
+    return {label: summary(count, duration, lat) for label, (count, lat) in totals.items()}
 
 
 def write_latency(url: str, ports: list[int], writes: int, via: str = "cli") -> dict[int, list[float]]:
@@ -330,8 +343,11 @@ def main() -> None:
     ap.add_argument(
         "--cache-pages", type=int, default=None, help="EVENTCTL_CACHE_PAGES for the servers (default: theirs)"
     )
-    ap.add_argument("--cold", type=int, default=2000, help="pages requested once, cold, before the load")
+    ap.add_argument(
+        "--cold", type=int, default=None, help="pages requested once, cold, before the load (default: every page)"
+    )
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=6, help="alternating slices of the load (small, big, small, ...)")
     ap.add_argument("--writes", type=int, default=200, help="creates per way on PostgreSQL (CLI, HTTP)")
     ap.add_argument("--sqlite-writes", type=int, default=50, help="the same on SQLite (each waits for a poll)")
     ap.add_argument(
@@ -348,16 +364,19 @@ def main() -> None:
             urls[label] = make_database(args.pg, events, pages)
             print(f"filled {label}: {events:,} events / {pages:,} pages in {time.perf_counter() - t:.1f} s", flush=True)
         cache = {"EVENTCTL_CACHE_PAGES": str(args.cache_pages)} if args.cache_pages else {}
-        for label, (_events, pages) in sizes.items():
-            server = Server(urls[label], **cache)
-            try:
-                row = {"up": server.up, "first": server.first * 1000, "rss0": rss_mib(server.proc.pid)}
-                cold = load(server.port, min(pages, args.cold), 0, args.connections, sweep=True)  # all misses
-                row.update(cold_rps=cold["rps"], cold_p99=cold["p99"])
-                row.update(load(server.port, pages, args.duration, args.connections))
-                row["rss1"] = rss_mib(server.proc.pid)
-                results[label] = row
-            finally:
+        servers: dict[str, tuple[Server, int]] = {}
+        try:
+            for label, (_events, pages) in sizes.items():
+                server = Server(urls[label], **cache)
+                servers[label] = (server, pages)
+                results[label] = {"up": server.up, "first": server.first * 1000, "rss0": rss_mib(server.proc.pid)}
+            for label, (server, pages) in servers.items():
+                cold = load(server.port, min(pages, args.cold or pages), 0, args.connections, sweep=True)  # all misses
+                results[label].update(cold_rps=cold["rps"], cold_p99=cold["p99"])
+            for label, got in interleaved(servers, args.duration, args.rounds, args.connections).items():
+                results[label].update(got, rss1=rss_mib(servers[label][0].proc.pid))
+        finally:
+            for server, _pages in servers.values():
                 server.stop()
         seen: dict[str, dict[int, list[float]]] = {}
         one, two = Server(urls["big"]), Server(urls["big"])

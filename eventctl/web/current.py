@@ -44,12 +44,14 @@ import hashlib
 import json
 import logging
 import math
+import struct
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
@@ -64,7 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("eventctl.web")
 EVENTS_PREFIX = "/api/v1/events"
 CURRENT_PATH = f"{EVENTS_PREFIX}/current"
-DEFAULT_MAX_PAGES = 10_000  # pages held per worker (suggested setting: cache_pages / EVENTCTL_CACHE_PAGES)
+DEFAULT_MAX_PAGES = 100_000  # pages held per worker (suggested setting: cache_pages / EVENTCTL_CACHE_PAGES)
 MAX_ENTRY_AGE = 60.0  # a page is reloaded at least this often (a lost notification heals)
 RELOAD_LIMIT = 1_000  # unknown change: reload up to this many held pages, else drop them all
 AUDIT_BATCH = 5_000  # SQLite: more new audit entries than this in one poll: drop everything
@@ -73,6 +75,8 @@ LISTEN_WAKE = 0.25  # the listener checks for stop() this often
 # threads loading pages at once: enough to keep the database busy; each thread of a process
 # gets its own malloc arena, and 40 of them (anyio's default) fragmented the worker's memory
 LOAD_THREADS = 8
+LOAD_BATCH = 64  # pages read by one query when misses queue up (a cold cache under load)
+MAX_ALIASES = 4_096  # headers remembered that are not a page key as sent (bounded: anyone can send them)
 _LAST_TIMESTAMP = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 # Under CORSMiddleware (cross-origin requests, see create_app) it appends ", Origin" to Vary;
 # the outermost fast path answers the other requests with Vary as CORSMiddleware would write it.
@@ -83,11 +87,11 @@ _NO_STORE = (b"cache-control", b"no-store")
 
 @dataclass(frozen=True, slots=True)
 class HeldEvent:
-    """What a held page keeps of one event: the fields the core's rules read (``status_at``,
-    ``pick_current``, ``next_boundary``) and its answer, encoded once.
+    """One held event, unpacked: the fields the core's rules read (``status_at``,
+    ``pick_current``, ``next_boundary``) and its answer while live, encoded.
 
-    Nothing of SQLAlchemy's is kept: a ``Row`` holds on to its result's metadata, statement
-    and cache key, about 20 KB a page; this is about 0.7 KB an event.
+    Pages are held packed (``_pack_events``); events are unpacked only when a page's answer
+    changes (a start or end passes) and for tools and tests (``CurrentService.snapshot``).
     """
 
     uid: str
@@ -108,16 +112,89 @@ class HeldEvent:
         return cls(str(row.uid), bool(row.is_active), bool(row.is_default), start, end, dumps(doc))
 
 
-def _held(found: dict[str, list[Any]]) -> dict[str, list[HeldEvent]]:
-    return {route: [HeldEvent.of(row) for row in rows] for route, rows in found.items()}
+# A held page is one bytes object: _HEAD (its answer now), then _COUNT and one _EVENT per event,
+# then the events' bodies, deflated. About 0.4 KB a page where objects (events, answer, headers,
+# datetimes) took 1.4 KB: 100,000 pages fit in a worker's memory.
+_HEAD = struct.Struct("<dd34sIIB")  # loaded_at, until, etag (quoted), body offset, body size, kind
+_COUNT = struct.Struct("<I")
+_EVENT = struct.Struct("<qqBI")  # start, end (µs since the epoch; _NONE: none), flags, deflated body size
+_NONE = -(2**63)
+_ACTIVE, _DEFAULT = 1, 2
+KIND_EVENT, KIND_NULL, KIND_OTHER = 0, 1, 2  # OTHER: computed on the slow path (conflict, not yet computed)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NULL_ETAG = b'"' + hashlib.sha256(b"null").hexdigest()[:32].encode("ascii") + b'"'
 
 
-@dataclass(eq=False, slots=True)
-class PageData:
-    """One page's active events live at ``loaded_at`` (epoch seconds) or starting within the horizon."""
+def _micros(value: datetime | None) -> int:
+    if value is None:
+        return _NONE
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds  # exact, any year
 
-    events: list[HeldEvent]
-    loaded_at: float
+
+def _datetime(micros: int) -> datetime | None:
+    return None if micros == _NONE else _EPOCH + timedelta(microseconds=micros)
+
+
+class Deflater:
+    """Raw deflate against a preset dictionary: an answer's field names and this year's dates.
+
+    An answer of ~400 bytes is held in ~120; inflating it again takes about a microsecond (zlib).
+    """
+
+    def __init__(self, now: datetime) -> None:
+        from eventctl.filters import FILTER_KEYS
+        from eventctl.timeparse import isoformat
+
+        stamp = isoformat(now)
+        template = {
+            "uid": "", "name": "", "description": None, "page_context": "/",
+            "filters": dict.fromkeys(FILTER_KEYS, ""), "limit": 20, "is_active": True, "is_default": False,
+            "start_date": stamp, "end_date": stamp, "created_by": "", "created_at": stamp, "updated_at": stamp,
+            "status": "live",
+        }  # fmt: skip
+        self.zdict = dumps(template)
+
+    def deflate(self, body: bytes) -> bytes:
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, self.zdict)
+        return packer.compress(body) + packer.flush()
+
+    def inflate(self, data: bytes) -> bytes:
+        return zlib.decompressobj(-15, self.zdict).decompress(data)
+
+
+def _pack_events(events: list[HeldEvent], deflater: Deflater) -> bytes:
+    """A page's events, packed (the part of a held page after _HEAD)."""
+    bodies = [deflater.deflate(e.body) for e in events]
+    parts = [_COUNT.pack(len(events))]
+    for event, body in zip(events, bodies, strict=True):
+        flags = (_ACTIVE if event.is_active else 0) | (_DEFAULT if event.is_default else 0)
+        parts.append(_EVENT.pack(_micros(event.start_date), _micros(event.end_date), flags, len(body)))
+    return b"".join(parts + bodies)
+
+
+def _body_offsets(record: bytes) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """Where the bodies start, and each event's packed fields."""
+    (count,) = _COUNT.unpack_from(record, _HEAD.size)
+    at = _HEAD.size + _COUNT.size
+    fields = [_EVENT.unpack_from(record, at + i * _EVENT.size) for i in range(count)]
+    return at + count * _EVENT.size, fields
+
+
+def _unpack_events(record: bytes, deflater: Deflater) -> list[HeldEvent]:
+    offset, fields = _body_offsets(record)
+    events = []
+    for start, end, flags, size in fields:
+        body = deflater.inflate(record[offset : offset + size])
+        offset += size
+        active, default = bool(flags & _ACTIVE), bool(flags & _DEFAULT)
+        events.append(HeldEvent(json.loads(body)["uid"], active, default, _datetime(start), _datetime(end), body))
+    return events
+
+
+def _unanswered(loaded_at: float, events: bytes) -> bytes:
+    """A page as loaded: its answer is computed at its first request."""
+    return _HEAD.pack(loaded_at, -math.inf, b"", 0, 0, KIND_OTHER) + events
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +204,17 @@ class Answer:
     etag: bytes | None  # set on cacheable (200) answers
     until: float  # epoch seconds: the answer may change then (next boundary); inf if never
     headers: RawHeaders  # content-type, content-length, and the etag or (errors) what render_error adds
-    page: PageData | None = field(default=None)  # what it was computed from (valid while still held)
-    route: str | None = None
-    outcome: str = ""  # how a 200 is counted (event, null)
 
     @classmethod
-    def ok(cls, body: bytes, until: float, page: PageData | None = None, route: str | None = None) -> Answer:
-        etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
-        outcome = "null" if body == b"null" else "event"
-        return cls(200, body, etag, until, [*_entity_headers(body), (b"etag", etag)], page, route, outcome)
+    def ok(cls, body: bytes, until: float, etag: bytes | None = None) -> Answer:
+        if etag is None:
+            etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
+        return cls(200, body, etag, until, [*_entity_headers(body), (b"etag", etag)])
 
     @classmethod
-    def error(cls, exc: EventctlError, until: float, page: PageData | None = None, route: str | None = None) -> Answer:
+    def error(cls, exc: EventctlError, until: float) -> Answer:
         status, extra, body = render_error(exc)
-        return cls(status, body, None, until, [*_entity_headers(body), _NO_STORE, *extra], page, route)
+        return cls(status, body, None, until, [*_entity_headers(body), _NO_STORE, *extra])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -156,7 +230,7 @@ def _entity_headers(body: bytes) -> RawHeaders:
 class _PollResult:
     pages: set[str] | None = None  # pages to drop (known change)
     everything: bool = False  # drop every page (unknown change, too many to reload)
-    reloaded: dict[str, list[HeldEvent]] | None = None  # unknown change: the held pages, reloaded
+    reloaded: dict[str, bytes] | None = None  # unknown change: the held pages, reloaded (packed)
     held: list[str] = field(default_factory=list)
     loaded_at: float = 0.0
 
@@ -191,14 +265,21 @@ class CurrentService:
         self.listen = listen and self.postgres
         self.last_success: float | None = None
         self.failing = False
-        self._pages: OrderedDict[str, PageData] = OrderedDict()
-        self._answers: OrderedDict[bytes | None, Answer] = OrderedDict()
+        # held pages by their key's UTF-8 bytes (an X-Page-Route header as sent, most often)
+        self._pages: OrderedDict[bytes, bytes] = OrderedDict()
+        # headers that are not a page key as sent: the key they normalize to, or their answer
+        self._aliases: OrderedDict[bytes | None, bytes | Answer] = OrderedDict()
+        self.deflater = Deflater(datetime.fromtimestamp(clock(), UTC))
         # invalidation sequence: a load started at seq s is stored only if its page was not invalidated after s
         self._seq = 0
         self._all_seq = 0
         self._invalidated_at: dict[str, int] = {}
         self._loads_in_flight = 0
-        self._pending: dict[str, asyncio.Task[PageData]] = {}
+        # page loads: a miss waits on its page's future; up to LOAD_THREADS batches of LOAD_BATCH
+        # queued pages each are read at once, one query a batch
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._queue: list[str] = []
+        self._batches: set[asyncio.Task[None]] = set()
         self._limiter: Any = None  # page loads in at most LOAD_THREADS threads (made in the loop)
         # poller state (poll thread only, under _polling)
         self.version: int | None = None
@@ -229,12 +310,13 @@ class CurrentService:
 
     @property
     def snapshot(self) -> dict[str, list[HeldEvent]]:
-        """The pages held and their events (for tools and tests)."""
-        return {route: page.events for route, page in self._pages.items()}
+        """The pages held and their events, least recently used first (for tools and tests)."""
+        return {_route(key): _unpack_events(record, self.deflater) for key, record in self._pages.items()}
 
-    def _store(self, route: str, page: PageData) -> None:
-        self._pages[route] = page
-        self._pages.move_to_end(route)
+    def _store(self, route: str, record: bytes) -> None:
+        key = _key(route)
+        self._pages[key] = record
+        self._pages.move_to_end(key)
         while len(self._pages) > self.max_pages:
             self._pages.popitem(last=False)
 
@@ -264,19 +346,17 @@ class CurrentService:
             self._all_seq = self._seq
             count = len(self._pages)
             self._pages.clear()
-            self._answers.clear()
             self._invalidated_at.clear()
         else:
             count = 0
             for route in pages:
-                if self._pages.pop(route, None) is not None:
+                if self._pages.pop(_key(route), None) is not None:
                     count += 1
                 if self._loads_in_flight:
                     self._invalidated_at[route] = self._seq
             if len(self._invalidated_at) > 100_000:  # far more than ever in flight: be coarse
                 self._all_seq = self._seq
                 self._invalidated_at.clear()
-        # answers computed from a dropped page are no longer used (Answer.page is not held)
         self.metrics.invalidated(count, source)
         self.metrics.data_age(0.0, len(self._pages))
 
@@ -294,8 +374,9 @@ class CurrentService:
 
     # ------------------------------------------------------------ loading
 
-    def _read_pages(self, routes: list[str], now: float) -> dict[str, list[HeldEvent]]:
-        """The pages' events live at ``now`` or starting within the horizon (one indexed query)."""
+    def _read_pages(self, routes: list[str], now: float) -> dict[str, bytes]:
+        """The pages' events live at ``now`` or starting within the horizon, packed (one indexed
+        query per ``PAGES_PER_QUERY`` pages); a page without any is packed empty."""
         from eventctl.db import read_session
         from eventctl.events import load_snapshot
 
@@ -303,50 +384,71 @@ class CurrentService:
         # a horizon past the calendar (a grace meant as "for ever") is no horizon
         horizon = datetime.fromtimestamp(now + self.horizon, UTC) if now + self.horizon < _LAST_TIMESTAMP else None
         with read_session(self.engine) as session:
-            return _held(load_snapshot(session, at=at, pages=routes, horizon=horizon))
+            found = load_snapshot(session, at=at, pages=routes, horizon=horizon)
+        return {
+            route: _pack_events([HeldEvent.of(row) for row in found.get(route, [])], self.deflater) for route in routes
+        }
 
-    def _load_sync(self, routes: list[str]) -> tuple[dict[str, list[HeldEvent]], float]:
+    def _load_sync(self, routes: list[str]) -> tuple[dict[str, bytes], float]:
         now = self.clock()
         started = time.perf_counter()
         found = self._read_pages(routes, now)
         self.metrics.loaded(time.perf_counter() - started)
         return found, now
 
-    async def _fetch(self, route: str) -> PageData:
+    async def _load_page(self, route: str) -> bytes:
+        """The page from the database; concurrent misses of one page share its load, and misses
+        of different pages share queries (batches)."""
+        future = self._pending.get(route)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._pending[route] = loop.create_future()
+            future.add_done_callback(_retrieve)
+            self._queue.append(route)
+            if len(self._batches) < LOAD_THREADS:
+                task = loop.create_task(self._load_batches())
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+        return await asyncio.shield(future)
+
+    async def _load_batches(self) -> None:
+        """Load queued pages, LOAD_BATCH at a time, until the queue is empty."""
         import anyio
         from anyio import to_thread
 
-        page: PageData | None = None
-        for _attempt in range(3):
+        while self._queue:
+            routes, self._queue = self._queue[:LOAD_BATCH], self._queue[LOAD_BATCH:]
             seq = self._load_started()
             try:
                 if self._limiter is None:
                     self._limiter = anyio.CapacityLimiter(LOAD_THREADS)
-                found, loaded_at = await to_thread.run_sync(self._load_sync, [route], limiter=self._limiter)
-                page = PageData(found.get(route, []), loaded_at)
-                self.last_success = max(self.last_success or 0.0, loaded_at)
-                if self._valid_since(route, seq):
-                    self._store(route, page)
-                    return page
+                found, loaded_at = await to_thread.run_sync(self._load_sync, routes, limiter=self._limiter)
+            except BaseException as exc:
+                for route in routes:
+                    self._settle(route, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
             finally:
                 self._load_done()
-        assert page is not None
-        return page  # invalidated during every attempt: answer from the newest load, uncached
+            self.last_success = max(self.last_success or 0.0, loaded_at)
+            for route in routes:
+                record = _unanswered(loaded_at, found[route])
+                # a page invalidated while it loaded is answered from this load, not kept
+                if self._valid_since(route, seq):
+                    self._store(route, record)
+                self._settle(route, record)
 
-    async def _load_page(self, route: str) -> PageData:
-        """The page's data from the database; concurrent misses of one page share one query."""
-        task = self._pending.get(route)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._fetch(route))
-            self._pending[route] = task
-            task.add_done_callback(functools.partial(self._fetched, route))
-        return await asyncio.shield(task)
-
-    def _fetched(self, route: str, task: asyncio.Task[PageData]) -> None:
-        if self._pending.get(route) is task:
-            del self._pending[route]
-        if not task.cancelled():
-            task.exception()  # retrieved: waiters (if any) get it through shield
+    def _settle(self, route: str, outcome: bytes | BaseException) -> None:
+        future = self._pending.pop(route, None)
+        if future is None or future.done():
+            return
+        if isinstance(outcome, bytes):
+            future.set_result(outcome)
+        elif isinstance(outcome, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(outcome)
 
     def _mark_failing(self, exc: BaseException) -> None:
         self.metrics.db_error("current")
@@ -424,7 +526,7 @@ class CurrentService:
             seq = self._load_started()
             try:
                 try:
-                    result = await to_thread.run_sync(self._poll_sync, list(self._pages), self.listening)
+                    result = await to_thread.run_sync(self._poll_sync, [_route(k) for k in self._pages], self.listening)
                 except Exception as exc:  # noqa: BLE001 - an outage: keep the last good data
                     self._mark_failing(exc)
                     return
@@ -440,12 +542,13 @@ class CurrentService:
         elif result.reloaded is not None:
             count = 0
             for route in result.held:
-                if route in self._pages:
+                key = _key(route)
+                if key in self._pages:
                     count += 1
                     if self._valid_since(route, seq):
-                        self._pages[route] = PageData(result.reloaded.get(route, []), result.loaded_at)
+                        self._pages[key] = _unanswered(result.loaded_at, result.reloaded[route])
                     else:
-                        del self._pages[route]
+                        del self._pages[key]
             self.metrics.invalidated(count, "poll")
         elif result.pages:
             self.invalidate(result.pages, "poll")
@@ -534,7 +637,7 @@ class CurrentService:
 
         self._stop_listening.set()
         self._stopping = True
-        tasks = [t for t in (self._task, *self._pending.values()) if t is not None]
+        tasks = [t for t in (self._task, *self._batches) if t is not None]
         for task in tasks:
             # a cancel can be lost (3.11's asyncio.wait_for, or any code that swallows it): the task
             # would carry on, so cancel again until it has ended
@@ -544,6 +647,10 @@ class CurrentService:
             if not task.cancelled():
                 task.exception()  # retrieved: a failed poll or load is of no interest now
         self._task = None
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+        self._queue.clear()
         self.metrics.flush()
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -556,74 +663,28 @@ class CurrentService:
 
     # ------------------------------------------------------------ answers
 
-    def _usable(self, answer: Answer, now: float, stale: bool) -> bool:
-        if now >= answer.until:
-            return False
-        page = answer.page
-        if page is None:
-            return True
-        return self._pages.get(answer.route) is page and (stale or now - page.loaded_at < MAX_ENTRY_AGE)  # type: ignore[arg-type]
-
-    async def _compute(self, raw: bytes | None, now: float) -> Answer:
-        from eventctl.events import next_boundary, resolve_in_memory
-        from eventctl.routes import normalize_route
-
-        try:
-            route = normalize_route(raw)  # the header's bytes, read as UTF-8
-        except MalformedRoute as exc:
-            return Answer.error(MalformedPageHeader(exc.message), math.inf)
-        if route is None:
-            return Answer.ok(b"null", math.inf)
-        page = self._pages.get(route)
-        if page is None or (not self.failing and now - page.loaded_at >= MAX_ENTRY_AGE):
-            if self.failing:  # do not wait on a dead database per request: the poller finds it back
-                if page is None:
-                    return self._unavailable
-            else:
-                try:
-                    page = await self._load_page(route)
-                except Exception as exc:  # noqa: BLE001 - an outage: the page held, if any, within grace
-                    self._mark_failing(exc)
-                    page = self._pages.get(route)
-                    if page is None:
-                        return self._unavailable
-        else:
-            self._pages.move_to_end(route)
-        complete_until = page.loaded_at + self.horizon  # what starts later was not loaded
-        if now >= complete_until:
-            return self._unavailable  # only while failing: a fresh page is reloaded long before
-        at = datetime.fromtimestamp(now, UTC)
-        boundary = next_boundary(page.events, at=at)
-        until = min(boundary.timestamp(), complete_until) if boundary is not None else complete_until
-        try:
-            event = resolve_in_memory(page.events, route=route, at=at)
-        except Conflict as exc:
-            return Answer.error(exc, until, page, route)
-        return Answer.ok(b"null" if event is None else event.body, until, page, route)
-
     async def respond(
         self, raw_route: bytes | None, if_none_match: bytes | None, vary: tuple[bytes, bytes] = VARY
     ) -> tuple[int, RawHeaders, bytes]:
         """Status, headers and body for one request. The only code path for /current."""
         now = self.clock()
-        answer = self._answers.get(raw_route)
         if now - self._flushed_at >= self.poll_interval:  # also while a poll hangs on a dead database
             self._flushed_at = now
             self.metrics.flush()
-        if (  # the common case, without a detour: a fresh 200 held, no If-None-Match, database fine
-            answer is not None
-            and answer.etag is not None
-            and if_none_match is None
-            and not self.failing
-            and self._task is not None
-            and self._usable(answer, now, False)
-        ):
-            self.metrics.cache_hit_answer(answer.outcome)
-            self._answers.move_to_end(raw_route)
-            if answer.route is not None:
-                self._pages.move_to_end(answer.route)
-            cache_control = (b"cache-control", self._cache_control(answer.until, now, False))
-            return 200, [*answer.headers, vary, cache_control], answer.body
+        record = self._pages.get(raw_route) if raw_route else None  # type: ignore[arg-type]
+        # the common case, without a detour: the page held, fresh, its answer computed and still
+        # right, no If-None-Match, database fine
+        if record is not None and if_none_match is None and not self.failing and self._task is not None:
+            loaded_at, until, etag, offset, size, kind = _HEAD.unpack_from(record)
+            if now < until and now - loaded_at < MAX_ENTRY_AGE and kind != KIND_OTHER:
+                self._pages.move_to_end(raw_route)  # type: ignore[arg-type]
+                if kind == KIND_EVENT:
+                    body, outcome = self.deflater.inflate(record[offset : offset + size]), "event"
+                else:
+                    body, outcome = b"null", "null"
+                self.metrics.cache_hit_answer(outcome)
+                cache_control = (b"cache-control", self._cache_control(until, now, False))
+                return 200, [JSON_TYPE, _content_length(len(body)), (b"etag", etag), vary, cache_control], body
         status, headers, body = await self._respond(raw_route, if_none_match, vary, now)
         self.metrics.current_answer(_outcome(status, body, headers))
         return status, headers, body
@@ -638,21 +699,9 @@ class CurrentService:
             self.start()  # also when the server runs no lifespan (uvicorn --lifespan off, mounted apps)
         if self._beyond_grace(now):
             return self._unavailable.status, [*self._unavailable.headers, vary], self._unavailable.body
-        answer = self._answers.get(raw_route)
-        if answer is not None and self._usable(answer, now, self.failing):
-            self.metrics.cache_hit()
-            self._answers.move_to_end(raw_route)
-            if answer.route is not None:
-                self._pages.move_to_end(answer.route)
-        else:
-            self.metrics.cache_miss()
-            answer = await self._compute(raw_route, now)
-            if answer is self._unavailable or self._beyond_grace(now):
-                return self._unavailable.status, [*self._unavailable.headers, vary], self._unavailable.body
-            self._answers[raw_route] = answer
-            self._answers.move_to_end(raw_route)
-            while len(self._answers) > 2 * self.max_pages:
-                self._answers.popitem(last=False)
+        answer = await self._answer(raw_route, now)
+        if answer is self._unavailable or self._beyond_grace(now):
+            return self._unavailable.status, [*self._unavailable.headers, vary], self._unavailable.body
         stale = self.failing
         if answer.etag is None:
             return answer.status, [*answer.headers, vary], answer.body
@@ -663,6 +712,87 @@ class CurrentService:
         if if_none_match is not None and _matches(if_none_match, answer.etag):
             return 304, [(b"etag", answer.etag), *headers], b""
         return 200, answer.headers + headers, answer.body
+
+    def _page_key(self, raw: bytes | None) -> bytes | Answer:
+        """The held page's key for a header: itself if it is a page key as sent, else what it
+        normalizes to, or its answer (no page named: null; malformed: 400). Remembered (bounded)."""
+        from eventctl.routes import normalize_route
+
+        if raw and raw in self._pages:
+            return raw
+        alias = self._aliases.get(raw)
+        if alias is None:
+            try:
+                route = normalize_route(raw)  # the header's bytes, read as UTF-8
+            except MalformedRoute as exc:
+                alias = Answer.error(MalformedPageHeader(exc.message), math.inf)
+            else:
+                alias = Answer.ok(b"null", math.inf, _NULL_ETAG) if route is None else _key(route)
+            if alias != raw:
+                self._aliases[raw] = alias
+                while len(self._aliases) > MAX_ALIASES:
+                    self._aliases.popitem(last=False)
+        else:
+            self._aliases.move_to_end(raw)
+        return alias
+
+    async def _answer(self, raw: bytes | None, now: float) -> Answer:
+        """The answer for a header, through the cache (loading its page on a miss)."""
+        known = raw in self._aliases
+        key = self._page_key(raw)
+        if isinstance(key, Answer):  # no page, or a malformed header: counted like a page
+            self.metrics.cache_hit() if known else self.metrics.cache_miss()
+            return key
+        record = self._pages.get(key)
+        if record is None or (not self.failing and now - _HEAD.unpack_from(record)[0] >= MAX_ENTRY_AGE):
+            self.metrics.cache_miss()
+            if self.failing:  # do not wait on a dead database per request: the poller finds it back
+                if record is None:
+                    return self._unavailable
+            else:
+                try:
+                    record = await self._load_page(_route(key))
+                except Exception as exc:  # noqa: BLE001 - an outage: the page held, if any, within grace
+                    self._mark_failing(exc)
+                    record = self._pages.get(key)
+                    if record is None:
+                        return self._unavailable
+        else:
+            self.metrics.cache_hit()
+            self._pages.move_to_end(key)
+        loaded_at, until, etag, offset, size, kind = _HEAD.unpack_from(record)
+        if now < until and kind != KIND_OTHER:  # computed, and still right
+            if kind == KIND_NULL:
+                return Answer.ok(b"null", until, _NULL_ETAG)
+            return Answer.ok(self.deflater.inflate(record[offset : offset + size]), until, etag)
+        return self._recompute(key, record, loaded_at, now)
+
+    def _recompute(self, key: bytes, record: bytes, loaded_at: float, now: float) -> Answer:
+        """The page's answer at ``now`` from its events (the core's rules); kept in the record."""
+        from eventctl.events import next_boundary, resolve_in_memory
+
+        complete_until = loaded_at + self.horizon  # what starts later was not loaded
+        if now >= complete_until:
+            return self._unavailable  # only while failing: a fresh page is reloaded long before
+        events = _unpack_events(record, self.deflater)
+        at = datetime.fromtimestamp(now, UTC)
+        boundary = next_boundary(events, at=at)
+        until = min(boundary.timestamp(), complete_until) if boundary is not None else complete_until
+        try:
+            event = resolve_in_memory(events, route=_route(key), at=at)
+        except Conflict as exc:
+            return Answer.error(exc, until)  # computed again each time: a conflict is rare and loud
+        if event is None:
+            answer, head = Answer.ok(b"null", until, _NULL_ETAG), (_NULL_ETAG, 0, 0, KIND_NULL)
+        else:
+            answer = Answer.ok(event.body, until)
+            offset, fields = _body_offsets(record)
+            index = events.index(event)
+            offset += sum(size for *_, size in fields[:index])
+            head = (answer.etag or b"", offset, fields[index][3], KIND_EVENT)
+        if self._pages.get(key) is record:  # still held, not reloaded meanwhile
+            self._pages[key] = _HEAD.pack(loaded_at, until, *head) + record[_HEAD.size :]
+        return answer
 
     def _cache_control(self, until: float, now: float, stale: bool) -> bytes:
         """max-age ≤ TTL and ≤ the next boundary; stale-if-error never reaches past it either.
@@ -698,6 +828,20 @@ def _outcome(status: int, body: bytes, headers: RawHeaders) -> str:
     if (b"x-eventctl-stale", b"true") in headers:
         return "stale"
     return "null" if body == b"null" else "event"
+
+
+def _key(route: str) -> bytes:
+    return route.encode("utf-8", "surrogatepass")
+
+
+def _route(key: bytes) -> str:
+    return key.decode("utf-8", "surrogatepass")
+
+
+def _retrieve(future: asyncio.Future[bytes]) -> None:
+    """A load's failure is handed to its waiters; with none left (they went away), it is of no interest."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _matches(if_none_match: bytes, etag: bytes) -> bool:
