@@ -31,7 +31,7 @@ class Settings:
     tz: tzinfo = UTC
     actor: str | None = None
     cache_ttl: float = 30.0
-    cache_pages: int = 10_000
+    cache_pages: int = 100_000  # pages held per worker, ~0.5 KB each (web.current)
     stale_grace: float = 300.0
     poll_interval: float = 1.0
     cors_origins: tuple[str, ...] = ()

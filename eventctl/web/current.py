@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("eventctl.web")
 EVENTS_PREFIX = "/api/v1/events"
 CURRENT_PATH = f"{EVENTS_PREFIX}/current"
-DEFAULT_MAX_PAGES = 100_000  # pages held per worker (suggested setting: cache_pages / EVENTCTL_CACHE_PAGES)
+DEFAULT_MAX_PAGES = 100_000  # pages held per worker (the setting: cache_pages / EVENTCTL_CACHE_PAGES)
 MAX_ENTRY_AGE = 60.0  # a page is reloaded at least this often (a lost notification heals)
 RELOAD_LIMIT = 1_000  # unknown change: reload up to this many held pages, else drop them all
 AUDIT_BATCH = 5_000  # SQLite: more new audit entries than this in one poll: drop everything
