@@ -270,13 +270,17 @@ def write_latency(url: str, ports: list[int], writes: int, via: str = "cli") -> 
     return seen
 
 
+# the peak RSS of this process image (VmHWM): getrusage's ru_maxrss would also count the bench's
+# own memory at the fork, which Linux carries across exec
 MEASURED = """\
-import resource, sys
+import sys
 from eventctl.cli import main
 try:
     main()
 finally:
-    sys.stderr.write("\\nMAXRSS_KB %d\\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    sys.stderr.write("\\nMAXRSS_KB %s\\n" % peak)
 """
 
 
@@ -348,8 +352,9 @@ def main() -> None:
     )
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=6, help="alternating slices of the load (small, big, small, ...)")
-    ap.add_argument("--writes", type=int, default=200, help="creates per way on PostgreSQL (CLI, HTTP)")
-    ap.add_argument("--sqlite-writes", type=int, default=50, help="the same on SQLite (each waits for a poll)")
+    ap.add_argument("--writes", type=int, default=200, help="creates per way on PostgreSQL (CLI, HTTP); 0: skip")
+    ap.add_argument("--list", action=argparse.BooleanOptionalAction, default=True, help="time list --json")
+    ap.add_argument("--sqlite-writes", type=int, default=50, help="the same on SQLite (each waits for a poll); 0: skip")
     ap.add_argument(
         "--pg", default=os.environ.get("EVENTCTL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     )
@@ -379,25 +384,27 @@ def main() -> None:
             for server, _pages in servers.values():
                 server.stop()
         seen: dict[str, dict[int, list[float]]] = {}
-        one, two = Server(urls["big"]), Server(urls["big"])
-        try:
-            seen["PostgreSQL, CLI"] = write_latency(urls["big"], [one.port, two.port], args.writes)
-            seen["PostgreSQL, HTTP"] = write_latency(urls["big"], [one.port, two.port], args.writes, via="http")
-        finally:
-            one.stop()
-            two.stop()
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            lite = make_sqlite(f"{tmp}/scale.db", args.small, max(1, args.small // per_page))
-            one, two = Server(lite), Server(lite)  # default settings: polling every second
+        if args.writes:
+            one, two = Server(urls["big"]), Server(urls["big"])
             try:
-                seen["SQLite, CLI"] = write_latency(lite, [one.port, two.port], args.sqlite_writes)
-                seen["SQLite, HTTP"] = write_latency(lite, [one.port, two.port], args.sqlite_writes, via="http")
+                seen["PostgreSQL, CLI"] = write_latency(urls["big"], [one.port, two.port], args.writes)
+                seen["PostgreSQL, HTTP"] = write_latency(urls["big"], [one.port, two.port], args.writes, via="http")
             finally:
                 one.stop()
                 two.stop()
-        listed = {label: list_json(urls[label]) for label in sizes}
+        if args.sqlite_writes:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                lite = make_sqlite(f"{tmp}/scale.db", args.small, max(1, args.small // per_page))
+                one, two = Server(lite), Server(lite)  # default settings: polling every second
+                try:
+                    seen["SQLite, CLI"] = write_latency(lite, [one.port, two.port], args.sqlite_writes)
+                    seen["SQLite, HTTP"] = write_latency(lite, [one.port, two.port], args.sqlite_writes, via="http")
+                finally:
+                    one.stop()
+                    two.stop()
+        listed = {label: list_json(urls[label]) for label in sizes} if args.list else {}
     finally:
         for url in urls.values():
             drop_database(args.pg, url)
@@ -422,6 +429,8 @@ def main() -> None:
         out.write(f"{name:34}{fmt.format(a):>18}{fmt.format(b):>18}{b / a if a else float('nan'):>10.2f}x\n")
     for name, key, fmt in (("list --json: seconds", "seconds", "{:.1f}"), ("list --json: MB printed", "mb", "{:.0f}"),
                            ("list --json: peak RSS (MiB)", "peak_mib", "{:.0f}")):  # fmt: skip
+        if not listed:
+            break
         a, b = listed["small"][key], listed["big"][key]
         out.write(f"{name:34}{fmt.format(a):>18}{fmt.format(b):>18}{b / a if a else float('nan'):>10.2f}x\n")
     out.write(

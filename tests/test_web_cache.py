@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from conftest import _empty_tables, make_cli
@@ -222,20 +225,20 @@ def test_stop_closes_the_listen_connection(pg_migrated_url):
 
 
 def test_a_page_holds_only_its_horizon_and_says_503_past_it(db_url):
-    """A held page keeps the events live now or starting within MAX_ENTRY_AGE + stale_grace;
+    """A held page keeps the events live now or starting within WAIT_AGE + stale_grace;
     during an outage its windows are re-applied against the clock up to that horizon, and
     past it the answer is 503 (a later campaign was never loaded), not a guess."""
     import asyncio
     from datetime import UTC, datetime
 
     from eventctl.db import make_engine
-    from eventctl.web.current import MAX_ENTRY_AGE, CurrentService
+    from eventctl.web.current import WAIT_AGE, CurrentService
 
     t0 = time.time()
     iso = lambda s: datetime.fromtimestamp(t0 + s, UTC).isoformat()  # noqa: E731
     cli = make_cli(db_url)
     grace = 120.0
-    horizon = MAX_ENTRY_AGE + grace  # 180 s
+    horizon = WAIT_AGE + grace  # 240 s
     a = cli("create", "--json", "--name", "A", "--page", "/h", "--start", iso(-3600), "--end", iso(100)).json()
     b = cli("create", "--json", "--name", "B", "--page", "/h", "--start", iso(150), "--end", iso(170)).json()
     c = cli("create", "--json", "--name", "C", "--page", "/h", "--start", iso(horizon + 20)).json()
@@ -312,3 +315,193 @@ def test_stop_ends_a_poll_loop_that_swallowed_its_cancel(db_url):
     finally:
         engine.dispose()
     assert took < 5
+
+
+def _direct_service(db_url, **overrides):
+    from eventctl.db import make_engine
+    from eventctl.web.current import CurrentService
+
+    engine = make_engine(db_url)
+    settings = {"cache_ttl": 30, "stale_grace": 300, "poll_interval": 3600, "listen": False, **overrides}
+    return engine, CurrentService(engine, **settings)
+
+
+def test_misses_of_many_pages_share_queries(db_url):
+    """A cold cache under load: misses queued together are read by one query (a batch), not one each."""
+    import asyncio
+
+    from eventctl.web.current import LOAD_BATCH
+
+    cli = make_cli(db_url)
+    for i in range(3):
+        assert cli("create", "--name", f"E{i}", "--page", f"/m/{i}").exit_code == 0
+    engine, service = _direct_service(db_url)
+    reads: list[list[str]] = []
+    real_read = service._read_pages
+    service._read_pages = lambda routes, now: reads.append(list(routes)) or real_read(routes, now)
+    pages = [f"/m/{i}" for i in range(LOAD_BATCH + 36)]
+
+    async def scenario():
+        answers = await asyncio.gather(*(service.respond(p.encode(), None) for p in pages))
+        await service.stop()
+        return answers
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert [json.loads(body)["name"] if body != b"null" else None for _s, _h, body in answers] == [
+        "E0", "E1", "E2", *[None] * (len(pages) - 3)
+    ]  # fmt: skip
+    assert sorted(r for batch in reads for r in batch) == sorted(pages)  # each page read once
+    assert max(len(batch) for batch in reads) == LOAD_BATCH and len(reads) <= 3, [len(b) for b in reads]
+
+
+def test_a_failed_batch_fails_its_waiters_and_the_next_request_loads_again(db_url):
+    import asyncio
+
+    assert make_cli(db_url)("create", "--name", "E", "--page", "/f").exit_code == 0
+    engine, service = _direct_service(db_url)
+    real_read = service._read_pages
+    failures = [True]
+
+    def flaky(routes, now):
+        if failures and "/f" in routes:  # a page load, not the poller's start-up resync
+            failures.pop()
+            raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
+        return real_read(routes, now)
+
+    service._read_pages = flaky
+
+    async def scenario():
+        first = await asyncio.gather(*(service.respond(b"/f", None) for _ in range(3)))
+        service.failing = False  # the poller would find the database back
+        again = await service.respond(b"/f", None)
+        await service.stop()
+        return first, again
+
+    try:
+        first, again = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert [status for status, _h, _b in first] == [503] * 3  # nothing held yet: 503, not 500
+    assert again[0] == 200 and json.loads(again[2])["name"] == "E"
+    assert not service._pending and not service._queue
+
+
+def test_a_held_page_is_smaller_than_its_answer_and_unpacks_exactly(db_url):
+    """A page is held as one packed record with its bodies deflated: ~0.5 KB a page (README), so
+    100,000 pages fit a worker. Unpacked, it gives back the very events (times to the microsecond)."""
+    token = make_cli(db_url)("token", "create", "t").stdout.strip()
+    with TestClient(make_app(db_url)) as client:
+        filters = {"language": ["Telugu"], "media_type": ["audio"]}
+        r = post(client, token, {"name": "Telugu audio week", "page_context": "/pk", "filters": filters,
+                                 "start_date": "2000-02-29T12:34:56.789012Z",
+                                 "end_date": "9999-12-31T23:59:59.999999Z"})  # fmt: skip
+        assert r.status_code == 201, r.text
+        ev = r.json()
+        r = cur(client, "/pk")
+        assert r.json()["uid"] == ev["uid"]
+        service = _service(client)
+        record = _held(service)["/pk"]
+        assert len(record) < len(r.content), (len(record), len(r.content))
+        (held,) = service.snapshot["/pk"]
+        assert held.uid == ev["uid"] and held.body == r.content
+        assert held.end_date is not None and held.end_date.isoformat() == "9999-12-31T23:59:59.999999+00:00"
+        assert held.start_date is not None and held.start_date.isoformat().replace("+00:00", "Z") == ev["start_date"]
+
+
+def test_a_header_as_sent_and_its_normal_form_answer_alike_and_are_dropped_together(db_url):
+    from eventctl.web.current import MAX_ALIASES
+
+    token = make_cli(db_url)("token", "create", "t").stdout.strip()
+    with TestClient(make_app(db_url)) as client:
+        assert cur(client, "/al").json() is None
+        for variant in ("/al/", "//al", "/al?x=1", "/%61l"):
+            assert cur(client, variant).json() is None
+        ev = post(client, token, {"name": "A", "page_context": "/al"}).json()
+        for variant in ("/al", "/al/", "//al", "/al?x=1", "/%61l"):
+            assert cur(client, variant).json()["uid"] == ev["uid"], variant
+        service = _service(client)
+        assert set(_held(service)) == {"/al"}  # one page held, whatever the spelling
+
+        async def spray():
+            for i in range(MAX_ALIASES + 200):
+                await service.respond(f"/x/{i}%zz".encode(), None)  # malformed, each different
+
+        client.portal.call(spray)
+        assert len(service._aliases) <= MAX_ALIASES
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.none() | st.datetimes(timezones=st.just(UTC)),
+            st.none() | st.datetimes(timezones=st.just(UTC)),
+            st.booleans(),
+            st.booleans(),
+            st.text(max_size=300),
+        ),
+        max_size=5,
+    )
+)
+def test_packed_events_unpack_to_the_same_events(events):
+    """Any windows (year 1 to 9999, to the microsecond, open ends), flags and bodies survive packing."""
+    from eventctl.web.current import Deflater, HeldEvent, _pack_events, _unanswered, _unpack_events
+
+    deflater = Deflater(datetime(2026, 11, 26, tzinfo=UTC))
+    held = [
+        HeldEvent(f"uid-{i}", active, default, start, end, json.dumps({"uid": f"uid-{i}", "name": name}).encode())
+        for i, (start, end, active, default, name) in enumerate(events)
+    ]
+    assert _unpack_events(_unanswered(0.0, _pack_events(held, deflater)), deflater) == held
+
+
+def test_an_old_page_is_reloaded_in_the_background_and_a_very_old_one_first(db_url):
+    """Rows changed by hand (no notification) are seen once a page is MAX_ENTRY_AGE old: the
+    request that finds it so is answered from memory at once and the page reloads behind it;
+    a page not asked for WAIT_AGE is reloaded before the answer."""
+    import asyncio
+
+    from eventctl.web.current import MAX_ENTRY_AGE, WAIT_AGE
+
+    assert make_cli(db_url)("create", "--name", "before", "--page", "/o").exit_code == 0
+    t0 = time.time()
+    now = [t0]
+    engine, service = _direct_service(db_url, clock=lambda: now[0])
+    reads: list[list[str]] = []
+    real_read = service._read_pages
+    service._read_pages = lambda routes, at: reads.append(list(routes)) or real_read(routes, at)
+
+    def rename(name: str) -> None:  # by hand: no counter, no NOTIFY
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE events SET name = :n WHERE page_context = '/o'"), {"n": name})
+
+    async def name_at(at: float) -> str:
+        now[0] = t0 + at
+        _status, _headers, body = await service.respond(b"/o", None)
+        return json.loads(body)["name"]
+
+    async def scenario() -> list[str]:
+        seen = [await name_at(0)]
+        rename("by hand")
+        seen.append(await name_at(MAX_ENTRY_AGE - 1))  # fresh: from memory, no load
+        loads = len(reads)
+        seen.append(await name_at(MAX_ENTRY_AGE + 1))  # old: from memory, a reload started
+        for _ in range(500):
+            if not service._pending:
+                break
+            await asyncio.sleep(0.01)
+        seen.append(await name_at(MAX_ENTRY_AGE + 2))  # the reload landed
+        seen.append(str(len(reads) - loads))
+        rename("much later")
+        seen.append(await name_at(MAX_ENTRY_AGE + 1 + WAIT_AGE + 1))  # very old: reloaded first
+        await service.stop()
+        return seen
+
+    try:
+        seen = asyncio.run(scenario())
+    finally:
+        engine.dispose()
+    assert seen == ["before", "before", "before", "by hand", "1", "much later"]

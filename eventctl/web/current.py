@@ -1,10 +1,13 @@
 """``GET``/``HEAD /api/v1/events/current``: per-page cache, pushed freshness, outage-tolerant.
 
 The cache's unit is the page. A miss loads that page's live and upcoming active
-events with one indexed query (``events.load_page``); answers are resolved from
-them in memory with the core's own rules (``resolve_in_memory``), encoded once
-and reused until the page's next start/end boundary. At most ``max_pages`` pages
-are held (least recently used dropped first); nothing is loaded at start-up.
+events with one indexed query (``events.load_snapshot``; misses queued together
+share a query, ``LOAD_BATCH`` pages at a time); answers are resolved from them in
+memory with the core's own rules (``resolve_in_memory``) and kept until the page's
+next start/end boundary. A page is held as one bytes record (``_HEAD``: its answer
+now; its events' windows; their bodies deflated against a preset dictionary), about
+0.5 KB with its key: ``max_pages`` (default 100,000) pages fit in a worker. Least
+recently used pages are dropped first; nothing is loaded at start-up.
 
 Freshness: every write bumps the change counter and, on PostgreSQL, NOTIFYs the
 pages it touched (``events.bump_version``).
@@ -20,11 +23,12 @@ pages it touched (``events.bump_version``).
   in commit order; a move names its old and new page), and only those are dropped.
 
 A load racing with an invalidation of its page is not stored (sequence numbers).
-Each entry is also reloaded after ``MAX_ENTRY_AGE`` seconds, in case a
-notification was lost.
+Each page is also reloaded once it is ``MAX_ENTRY_AGE`` seconds old, in case a
+notification was lost (or rows were changed by hand): in the background, answered
+from memory meanwhile, unless it is ``WAIT_AGE`` old (then the request waits).
 
 A load holds the events live then or starting within ``horizon`` seconds
-(``MAX_ENTRY_AGE`` + the larger of ``stale_grace`` and ``cache_ttl``): later
+(``WAIT_AGE`` + the larger of ``stale_grace`` and ``cache_ttl``): later
 campaigns cost no memory, and a page is never answered past its load + horizon.
 
 If the database becomes unreachable, answers keep coming from the pages held
@@ -68,13 +72,16 @@ EVENTS_PREFIX = "/api/v1/events"
 CURRENT_PATH = f"{EVENTS_PREFIX}/current"
 DEFAULT_MAX_PAGES = 100_000  # pages held per worker (the setting: cache_pages / EVENTCTL_CACHE_PAGES)
 MAX_ENTRY_AGE = 60.0  # a page is reloaded at least this often (a lost notification heals)
+# a page older than MAX_ENTRY_AGE is reloaded in the background, answered from memory meanwhile;
+# older than this (not asked for a while), a request waits for its reload
+WAIT_AGE = 2 * MAX_ENTRY_AGE
 RELOAD_LIMIT = 1_000  # unknown change: reload up to this many held pages, else drop them all
 AUDIT_BATCH = 5_000  # SQLite: more new audit entries than this in one poll: drop everything
 LISTEN_BACKOFF = (0.1, 5.0)  # first and longest wait between LISTEN reconnections (seconds)
 LISTEN_WAKE = 0.25  # the listener checks for stop() this often
 # threads loading pages at once: enough to keep the database busy; each thread of a process
 # gets its own malloc arena, and 40 of them (anyio's default) fragmented the worker's memory
-LOAD_THREADS = 8
+LOAD_THREADS = 4
 LOAD_BATCH = 64  # pages read by one query when misses queue up (a cold cache under load)
 MAX_ALIASES = 4_096  # headers remembered that are not a page key as sent (bounded: anyone can send them)
 _LAST_TIMESTAMP = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
@@ -255,9 +262,9 @@ class CurrentService:
         self.cache_ttl = cache_ttl
         self.stale_grace = stale_grace
         # a page holds what starts before loaded_at + horizon: the longest it is ever answered from
-        # (fresh for MAX_ENTRY_AGE, then stale for stale_grace) or cached downstream (cache_ttl);
-        # later campaigns cost no memory
-        self.horizon = MAX_ENTRY_AGE + max(stale_grace, cache_ttl)
+        # (until WAIT_AGE while it reloads, then stale for stale_grace) or cached downstream
+        # (cache_ttl); later campaigns cost no memory
+        self.horizon = WAIT_AGE + max(stale_grace, cache_ttl)
         self.poll_interval = poll_interval
         self.clock = clock
         self.max_pages = max(1, max_pages)
@@ -399,6 +406,9 @@ class CurrentService:
     async def _load_page(self, route: str) -> bytes:
         """The page from the database; concurrent misses of one page share its load, and misses
         of different pages share queries (batches)."""
+        return await asyncio.shield(self._request_load(route))
+
+    def _request_load(self, route: str) -> asyncio.Future[bytes]:
         future = self._pending.get(route)
         if future is None:
             loop = asyncio.get_running_loop()
@@ -409,7 +419,7 @@ class CurrentService:
                 task = loop.create_task(self._load_batches())
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
-        return await asyncio.shield(future)
+        return future
 
     async def _load_batches(self) -> None:
         """Load queued pages, LOAD_BATCH at a time, until the queue is empty."""
@@ -744,7 +754,8 @@ class CurrentService:
             self.metrics.cache_hit() if known else self.metrics.cache_miss()
             return key
         record = self._pages.get(key)
-        if record is None or (not self.failing and now - _HEAD.unpack_from(record)[0] >= MAX_ENTRY_AGE):
+        age = now - _HEAD.unpack_from(record)[0] if record is not None else math.inf
+        if record is None or (not self.failing and age >= WAIT_AGE):
             self.metrics.cache_miss()
             if self.failing:  # do not wait on a dead database per request: the poller finds it back
                 if record is None:
@@ -760,6 +771,8 @@ class CurrentService:
         else:
             self.metrics.cache_hit()
             self._pages.move_to_end(key)
+            if age >= MAX_ENTRY_AGE and not self.failing:
+                self._request_load(_route(key))  # in the background: answered from memory meanwhile
         loaded_at, until, etag, offset, size, kind = _HEAD.unpack_from(record)
         if now < until and kind != KIND_OTHER:  # computed, and still right
             if kind == KIND_NULL:
