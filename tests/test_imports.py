@@ -8,6 +8,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import eventctl
 
 
@@ -69,3 +71,51 @@ def test_dotenv_is_read_when_the_cli_starts(tmp_path):
     r = _run(code, tmp_path, {"EVENTCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'from-env.db'}"})
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "from-env.db").is_file()
+
+
+def test_the_entry_point_builds_only_the_command_it_runs():
+    """typer converts every registered command before it runs one: main() hands it an app with
+    the named command only; help, options first, unknown names get the whole app."""
+    from eventctl.cli import app, app_for
+
+    for args, command in (
+        (["list", "--limit", "50"], "list"),
+        (["--database-url", "sqlite://", "current", "--page", "/x"], "current"),
+        (["--database-url=sqlite://", "history", "u"], "history"),
+    ):
+        lean = app_for(args)
+        assert lean is not app and not lean.registered_groups
+        assert [info.name or info.callback.__name__ for info in lean.registered_commands] in ([command], [command + "_"])
+    lean = app_for(["db", "upgrade"])
+    assert [g.name for g in lean.registered_groups] == ["db"] and not lean.registered_commands
+    for args in ([], ["--help"], ["-h", "list"], ["lsit"], ["--install-completion"], ["--database-url"]):
+        assert app_for(args) is app, args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list", "--limit", "5"],
+        ["list", "--json"],
+        ["current", "--page", "/x", "--json"],
+        ["list", "--help"],
+        ["db", "--help"],
+        ["db", "current"],
+        ["token", "list"],
+        ["create", "--name", "no page"],
+        ["list", "--bogus"],
+        ["lsit"],
+        ["--help"],
+    ],
+)
+def test_a_command_answers_alike_from_the_lean_app(db_url, args):
+    from typer.testing import CliRunner
+
+    from eventctl.cli import app, app_for
+
+    runner = CliRunner()
+    argv = ["--database-url", db_url, *args]
+    assert runner.invoke(app, [*argv[:2], "create", "--name", "E", "--page", "/x"]).exit_code == 0
+    full = runner.invoke(app, argv, prog_name="eventctl")
+    lean = runner.invoke(app_for(argv), argv, prog_name="eventctl")
+    assert (lean.exit_code, lean.stdout, lean.stderr) == (full.exit_code, full.stdout, full.stderr)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
 
 from eventctl.cli import categories, cleanup, db, events, files, schema, serve, timeline, tokens
 from eventctl.cli._common import CliContext
 
-app = typer.Typer(
-    name="eventctl",
-    help="Page-scoped, time-bound review campaigns (events) for the corpus platform.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+APP_SETTINGS: dict[str, Any] = {
+    "name": "eventctl",
+    "help": "Page-scoped, time-bound review campaigns (events) for the corpus platform.",
+    "no_args_is_help": True,
+    "rich_markup_mode": None,
+    "pretty_exceptions_enable": False,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
+app = typer.Typer(**APP_SETTINGS)
 
 
 @app.callback()
@@ -62,4 +64,42 @@ timeline.register(app)
 
 
 def main() -> None:
-    app(prog_name="eventctl")
+    app_for(sys.argv[1:])(prog_name="eventctl")
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command ``args`` name, or the whole app.
+
+    typer turns every registered command into click's objects before it runs one (a third
+    of ``eventctl list``'s own start-up); the command runs the same either way (the same
+    root callback and command objects; tests compare the output). No command named, an
+    option before it other than ``--database-url`` (``--help``, completion) or an unknown
+    name: the whole app, so help and click's own errors list every command.
+    """
+    name = _command_name(args)
+    if name is None:
+        return app
+    lean = typer.Typer(**APP_SETTINGS)
+    lean.registered_callback = app.registered_callback
+    for info in app.registered_commands:
+        if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:  # type: ignore[union-attr]
+            lean.registered_commands = [info]
+            return lean
+    for group in app.registered_groups:
+        if group.name == name:
+            lean.registered_groups = [group]
+            return lean
+    return app
+
+
+def _command_name(args: list[str]) -> str | None:
+    at = 0
+    while at < len(args):
+        arg = args[at]
+        if arg == "--database-url":
+            at += 2
+        elif arg.startswith("--database-url="):
+            at += 1
+        else:
+            return None if arg.startswith("-") else arg
+    return None
