@@ -433,9 +433,9 @@ def main() -> None:
             break
         a, b = listed["small"][key], listed["big"][key]
         out.write(f"{name:34}{fmt.format(a):>18}{fmt.format(b):>18}{b / a if a else float('nan'):>10.2f}x\n")
-    out.write(
-        f"\nwrite-to-visible, {args.writes} creates each, seen by two `serve` instances (ms; both = the later):\n"
-    )
+    if seen:
+        out.write(f"\nwrite-to-visible, seen by two `serve` instances (ms; both = the later; {args.writes} creates")
+        out.write(f" each on PostgreSQL, {args.sqlite_writes} on SQLite):\n")
     latency = {}
     for how, by_port in seen.items():
         both = [max(a, b) for a, b in zip(*by_port.values(), strict=True)]

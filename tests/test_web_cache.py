@@ -412,7 +412,7 @@ def test_a_held_page_is_smaller_than_its_answer_and_unpacks_exactly(db_url):
 
 
 def test_a_header_as_sent_and_its_normal_form_answer_alike_and_are_dropped_together(db_url):
-    from eventctl.web.current import MAX_ALIASES
+    from eventctl.web.current import MAX_ALIAS_BYTES, MAX_ALIASES
 
     token = make_cli(db_url)("token", "create", "t").stdout.strip()
     with TestClient(make_app(db_url)) as client:
@@ -431,6 +431,10 @@ def test_a_header_as_sent_and_its_normal_form_answer_alike_and_are_dropped_toget
 
         client.portal.call(spray)
         assert len(service._aliases) <= MAX_ALIASES
+        long = "/" + "a" * 300  # too long a page key, and longer than any key held: answered, not remembered
+        assert cur(client, long).status_code == 400 and cur(client, long + "/").status_code == 400
+        assert len(cur(client, "/x" + "%zz" * 2000).content) < 600
+        assert all(raw is None or len(raw) <= MAX_ALIAS_BYTES for raw in service._aliases)
 
 
 @settings(max_examples=200, deadline=None)

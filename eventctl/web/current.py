@@ -87,6 +87,7 @@ LISTEN_WAKE = 0.25  # the listener checks for stop() this often
 LOAD_THREADS = 4
 LOAD_BATCH = 64  # pages read by one query when misses queue up (a cold cache under load)
 MAX_ALIASES = 4_096  # headers remembered that are not a page key as sent (bounded: anyone can send them)
+MAX_ALIAS_BYTES = 1_024  # longer headers are not remembered (a header may be ~64 KB: 4,096 of them would be 256 MB)
 _LAST_TIMESTAMP = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 # Under CORSMiddleware (cross-origin requests, see create_app) it appends ", Origin" to Vary;
 # the outermost fast path answers the other requests with Vary as CORSMiddleware would write it.
@@ -744,7 +745,7 @@ class CurrentService:
                 alias = Answer.error(MalformedPageHeader(exc.message), math.inf)
             else:
                 alias = Answer.ok(b"null", math.inf, _NULL_ETAG) if route is None else _key(route)
-            if alias != raw:
+            if alias != raw and (raw is None or len(raw) <= MAX_ALIAS_BYTES):
                 self._aliases[raw] = alias
                 while len(self._aliases) > MAX_ALIASES:
                     self._aliases.popitem(last=False)
