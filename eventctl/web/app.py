@@ -77,9 +77,15 @@ def create_app(settings: Settings | None = None) -> Any:
 
 def app_from_env() -> Any:
     """uvicorn factory: settings resolved now, in each worker (``eventctl serve``)."""
+    import gc
     import os
 
     from eventctl.config import SERVE_SETTINGS_VAR
 
     handed = os.environ.get(SERVE_SETTINGS_VAR)
-    return create_app(Settings.from_json(handed) if handed else load_settings())
+    app = create_app(Settings.from_json(handed) if handed else load_settings())
+    # what import and start-up made lives as long as the worker: frozen, the collector never
+    # walks it again, only what requests make (CPython's advice for long-running servers)
+    gc.collect()
+    gc.freeze()
+    return app

@@ -127,11 +127,15 @@ class HeldEvent:
 # then the events' bodies, deflated. About 0.4 KB a page where objects (events, answer, headers,
 # datetimes) took 1.4 KB: 100,000 pages fit in a worker's memory.
 _HEAD = struct.Struct("<dd34sIIB")  # loaded_at, until, etag (quoted), body offset, body size, kind
-_COUNT = struct.Struct("<I")
+_COUNT = struct.Struct("<I?")  # events, bodies deflated
 _EVENT = struct.Struct("<qqBI")  # start, end (µs since the epoch; _NONE: none), flags, deflated body size
 _NONE = -(2**63)
 _ACTIVE, _DEFAULT = 1, 2
-KIND_EVENT, KIND_NULL, KIND_OTHER = 0, 1, 2  # OTHER: computed on the slow path (conflict, not yet computed)
+# the answer: an event's body deflated, as is, null, or OTHER: computed on the slow path (conflict, not yet computed)
+KIND_EVENT, KIND_PLAIN, KIND_NULL, KIND_OTHER = 0, 1, 2, 3
+# while the cache holds fewer pages than this, pages are loaded with their bodies as they are
+# (no inflating per request: a few thousand pages cost a few MB); past it, deflated
+PLAIN_PAGES = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NULL_ETAG = b'"' + hashlib.sha256(b"null").hexdigest()[:32].encode("ascii") + b'"'
 
@@ -177,10 +181,10 @@ class Deflater:
         return zlib.decompressobj(_WBITS, self.zdict).decompress(data)
 
 
-def _pack_events(events: list[HeldEvent], deflater: Deflater) -> bytes:
+def _pack_events(events: list[HeldEvent], deflater: Deflater, deflate: bool = True) -> bytes:
     """A page's events, packed (the part of a held page after _HEAD)."""
-    bodies = [deflater.deflate(e.body) for e in events]
-    parts = [_COUNT.pack(len(events))]
+    bodies = [deflater.deflate(e.body) for e in events] if deflate else [e.body for e in events]
+    parts = [_COUNT.pack(len(events), deflate)]
     for event, body in zip(events, bodies, strict=True):
         flags = (_ACTIVE if event.is_active else 0) | (_DEFAULT if event.is_default else 0)
         parts.append(_EVENT.pack(_micros(event.start_date), _micros(event.end_date), flags, len(body)))
@@ -189,7 +193,7 @@ def _pack_events(events: list[HeldEvent], deflater: Deflater) -> bytes:
 
 def _body_offsets(record: bytes) -> tuple[int, list[tuple[int, int, int, int]]]:
     """Where the bodies start, and each event's packed fields."""
-    (count,) = _COUNT.unpack_from(record, _HEAD.size)
+    count, _deflated = _COUNT.unpack_from(record, _HEAD.size)
     at = _HEAD.size + _COUNT.size
     fields = [_EVENT.unpack_from(record, at + i * _EVENT.size) for i in range(count)]
     return at + count * _EVENT.size, fields
@@ -197,9 +201,12 @@ def _body_offsets(record: bytes) -> tuple[int, list[tuple[int, int, int, int]]]:
 
 def _unpack_events(record: bytes, deflater: Deflater) -> list[HeldEvent]:
     offset, fields = _body_offsets(record)
+    deflated = _COUNT.unpack_from(record, _HEAD.size)[1]
     events = []
     for start, end, flags, size in fields:
-        body = deflater.inflate(record[offset : offset + size])
+        body = record[offset : offset + size]
+        if deflated:
+            body = deflater.inflate(body)
         offset += size
         active, default = bool(flags & _ACTIVE), bool(flags & _DEFAULT)
         events.append(HeldEvent(json.loads(body)["uid"], active, default, _datetime(start), _datetime(end), body))
@@ -399,8 +406,10 @@ class CurrentService:
         horizon = datetime.fromtimestamp(now + self.horizon, UTC) if now + self.horizon < _LAST_TIMESTAMP else None
         with read_session(self.engine) as session:
             found = load_snapshot(session, at=at, pages=routes, horizon=horizon)
+        deflate = len(self._pages) >= PLAIN_PAGES  # read in a thread: a page or two either way is no matter
         return {
-            route: _pack_events([HeldEvent.of(row) for row in found.get(route, [])], self.deflater) for route in routes
+            route: _pack_events([HeldEvent.of(row) for row in found.get(route, [])], self.deflater, deflate)
+            for route in routes
         }
 
     def _load_sync(self, routes: list[str]) -> tuple[dict[str, bytes], float]:
@@ -681,9 +690,16 @@ class CurrentService:
     # ------------------------------------------------------------ answers
 
     async def respond(
-        self, raw_route: bytes | None, if_none_match: bytes | None, vary: tuple[bytes, bytes] = VARY
+        self,
+        raw_route: bytes | None,
+        if_none_match: bytes | None,
+        vary: tuple[bytes, bytes] = VARY,
+        method: str | None = None,
     ) -> tuple[int, RawHeaders, bytes]:
-        """Status, headers and body for one request. The only code path for /current."""
+        """Status, headers and body for one request. The only code path for /current.
+
+        ``method``: the request is also counted here (the outermost fast path), by method and status.
+        """
         now = self.clock()
         if now - self._flushed_at >= self.poll_interval:  # also while a poll hangs on a dead database
             self._flushed_at = now
@@ -695,15 +711,22 @@ class CurrentService:
             loaded_at, until, etag, offset, size, kind = _HEAD.unpack_from(record)
             if now < until and now - loaded_at < MAX_ENTRY_AGE and kind != KIND_OTHER:
                 self._pages.move_to_end(raw_route)  # type: ignore[arg-type]
-                if kind == KIND_EVENT:
+                if kind == KIND_PLAIN:
+                    body, outcome = record[offset : offset + size], "event"
+                elif kind == KIND_EVENT:
                     body, outcome = self.deflater.inflate(record[offset : offset + size]), "event"
                 else:
                     body, outcome = b"null", "null"
-                self.metrics.cache_hit_answer(outcome)
+                if method is None:
+                    self.metrics.cache_hit_answer(outcome)
+                else:
+                    self.metrics.cache_hit_request(outcome, method)
                 cache_control = (b"cache-control", self._cache_control(until, now, False))
                 return 200, [JSON_TYPE, _content_length(len(body)), (b"etag", etag), vary, cache_control], body
         status, headers, body = await self._respond(raw_route, if_none_match, vary, now)
         self.metrics.current_answer(_outcome(status, body, headers))
+        if method is not None:
+            self.metrics.request(CURRENT_PATH, method, status)
         return status, headers, body
 
     def _beyond_grace(self, now: float) -> bool:
@@ -784,7 +807,8 @@ class CurrentService:
         if now < until and kind != KIND_OTHER:  # computed, and still right
             if kind == KIND_NULL:
                 return Answer.ok(b"null", until, _NULL_ETAG)
-            return Answer.ok(self.deflater.inflate(record[offset : offset + size]), until, etag)
+            body = record[offset : offset + size]
+            return Answer.ok(body if kind == KIND_PLAIN else self.deflater.inflate(body), until, etag)
         return self._recompute(key, record, loaded_at, now)
 
     def _recompute(self, key: bytes, record: bytes, loaded_at: float, now: float) -> Answer:
@@ -809,7 +833,8 @@ class CurrentService:
             offset, fields = _body_offsets(record)
             index = events.index(event)
             offset += sum(size for *_, size in fields[:index])
-            head = (answer.etag or b"", offset, fields[index][3], KIND_EVENT)
+            kind = KIND_EVENT if _COUNT.unpack_from(record, _HEAD.size)[1] else KIND_PLAIN
+            head = (answer.etag or b"", offset, fields[index][3], kind)
         if self._pages.get(key) is record:  # still held, not reloaded meanwhile
             self._pages[key] = _HEAD.pack(loaded_at, until, *head) + record[_HEAD.size :]
         return answer
@@ -918,19 +943,19 @@ class CurrentFastPath:
                 await send_current(self.service, scope, send)
                 return
             route, inm, cross = _request_headers(scope)
-            if not cross:
-                await self._answer(scope, send, route, inm)
+            if not cross:  # answered here, in one frame: this is the hot path
+                started, method, status = time.perf_counter(), scope["method"], 500
+                try:
+                    status, headers, body = await self.service.respond(route, inm, VARY_ORIGIN, method)  # counted
+                except BaseException:
+                    self.service.metrics.request(CURRENT_PATH, method, 500)
+                    raise
+                finally:
+                    if status not in (200, 304):
+                        from eventctl.web.metrics import access_log
+
+                        access_log(method, CURRENT_PATH, status, time.perf_counter() - started)
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
                 return
         await self.app(scope, receive, send)
-
-    async def _answer(self, scope: Scope, send: Send, route: bytes | None, inm: bytes | None) -> None:
-        started, status = time.perf_counter(), 500
-        try:
-            status, headers, body = await self.service.respond(route, inm, VARY_ORIGIN)
-            await _send(scope, send, status, headers, body)
-        finally:
-            self.service.metrics.request(CURRENT_PATH, scope["method"], status)
-            if status not in (200, 304):
-                from eventctl.web.metrics import access_log
-
-                access_log(scope["method"], CURRENT_PATH, status, time.perf_counter() - started)

@@ -95,6 +95,7 @@ class Metrics:
         self._hit_answer_keys = {o: (hit, child) for o, child in answers.items()}
         self._hit_key, self._miss_key = (hit,), (miss,)
         self._request_keys: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        self._hit_request_keys: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     def flush(self) -> None:
         """Hand the per-request counts to prometheus-client (event loop thread: the poll loop, /metrics)."""
@@ -110,6 +111,15 @@ class Metrics:
     def cache_hit_answer(self, outcome: str) -> None:
         """A cache hit answered with ``outcome``: both counters, one increment (the hot path)."""
         self._pending[self._hit_answer_keys[outcome]] += 1
+
+    def cache_hit_request(self, outcome: str, method: str) -> None:
+        """A cache hit answered 200 with ``outcome`` to a ``method`` request: the three counters
+        of the outermost fast path, one increment."""
+        key = self._hit_request_keys.get((outcome, method))
+        if key is None:
+            request = self._request_children(CURRENT_ROUTE, method, 200)
+            key = self._hit_request_keys[(outcome, method)] = (*self._hit_answer_keys[outcome], *request)
+        self._pending[key] += 1
 
     def cache_hit(self) -> None:
         self._pending[self._hit_key] += 1
@@ -137,12 +147,15 @@ class Metrics:
 
     # ---- called by the request middleware (the hot path: one dict lookup per request)
     def request(self, path: str, method: str, status: int) -> None:
+        self._pending[self._request_children(path, method, status)] += 1
+
+    def _request_children(self, path: str, method: str, status: int) -> tuple[Any, ...]:
         route = CURRENT_ROUTE if path == CURRENT_ROUTE else route_label(path)
         key = (route, method if method in _METHODS else "OTHER", status)
         children = self._request_keys.get(key)
         if children is None:  # bounded: route templates × known methods × statuses
             children = self._request_keys[key] = (self.requests.labels(key[0], key[1], str(status)),)
-        self._pending[children] += 1
+        return children
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
