@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -228,7 +229,6 @@ def test_a_page_holds_only_its_horizon_and_says_503_past_it(db_url):
     """A held page keeps the events live now or starting within WAIT_AGE + stale_grace;
     during an outage its windows are re-applied against the clock up to that horizon, and
     past it the answer is 503 (a later campaign was never loaded), not a guess."""
-    import asyncio
     from datetime import UTC, datetime
 
     from eventctl.db import make_engine
@@ -263,10 +263,7 @@ def test_a_page_holds_only_its_horizon_and_says_503_past_it(db_url):
         await service.stop()
         return seen
 
-    try:
-        seen = asyncio.run(scenario())
-    finally:
-        engine.dispose()
+    seen = _run(engine, scenario)
     (s0, b0), (s1, b1), (s2, b2), (s3, b3), (s4, _b4) = seen
     assert s0 == 200 and json.loads(b0)["name"] == "A"
     assert (s1, b1) == (200, b"null")  # A ended during the outage
@@ -280,8 +277,6 @@ def test_stop_ends_a_poll_loop_that_swallowed_its_cancel(db_url):
     """Python 3.11's asyncio.wait_for loses a cancel that lands as its future completes (the
     listener waking the poller as it stops did exactly that): stop() hung for ever. It now
     cancels until the task has ended, and the poll loop also checks a stop flag."""
-    import asyncio
-
     from eventctl.db import make_engine
     from eventctl.web.current import CurrentService
 
@@ -310,11 +305,24 @@ def test_stop_ends_a_poll_loop_that_swallowed_its_cancel(db_url):
         await asyncio.wait_for(service.stop(), 5)
         return time.monotonic() - started
 
+    took = _run(engine, scenario)
+    assert took < 5
+
+
+def _run(engine, scenario):
+    """Run ``scenario()`` in a fresh event loop; the engine is disposed whatever happens."""
     try:
-        took = asyncio.run(scenario())
+        return asyncio.run(scenario())
     finally:
         engine.dispose()
-    assert took < 5
+
+
+def _spy_reads(service) -> list[list[str]]:
+    """Every batch of pages the service reads from the database, in order."""
+    reads: list[list[str]] = []
+    real_read = service._read_pages
+    service._read_pages = lambda routes, now: reads.append(list(routes)) or real_read(routes, now)
+    return reads
 
 
 def _direct_service(db_url, **overrides):
@@ -328,17 +336,13 @@ def _direct_service(db_url, **overrides):
 
 def test_misses_of_many_pages_share_queries(db_url):
     """A cold cache under load: misses queued together are read by one query (a batch), not one each."""
-    import asyncio
-
     from eventctl.web.current import LOAD_BATCH
 
     cli = make_cli(db_url)
     for i in range(3):
         assert cli("create", "--name", f"E{i}", "--page", f"/m/{i}").exit_code == 0
     engine, service = _direct_service(db_url)
-    reads: list[list[str]] = []
-    real_read = service._read_pages
-    service._read_pages = lambda routes, now: reads.append(list(routes)) or real_read(routes, now)
+    reads = _spy_reads(service)
     pages = [f"/m/{i}" for i in range(LOAD_BATCH + 36)]
 
     async def scenario():
@@ -346,10 +350,7 @@ def test_misses_of_many_pages_share_queries(db_url):
         await service.stop()
         return answers
 
-    try:
-        answers = asyncio.run(scenario())
-    finally:
-        engine.dispose()
+    answers = _run(engine, scenario)
     assert [json.loads(body)["name"] if body != b"null" else None for _s, _h, body in answers] == [
         "E0", "E1", "E2", *[None] * (len(pages) - 3)
     ]  # fmt: skip
@@ -358,8 +359,6 @@ def test_misses_of_many_pages_share_queries(db_url):
 
 
 def test_a_failed_batch_fails_its_waiters_and_the_next_request_loads_again(db_url):
-    import asyncio
-
     assert make_cli(db_url)("create", "--name", "E", "--page", "/f").exit_code == 0
     engine, service = _direct_service(db_url)
     real_read = service._read_pages
@@ -380,10 +379,7 @@ def test_a_failed_batch_fails_its_waiters_and_the_next_request_loads_again(db_ur
         await service.stop()
         return first, again
 
-    try:
-        first, again = asyncio.run(scenario())
-    finally:
-        engine.dispose()
+    first, again = _run(engine, scenario)
     assert [status for status, _h, _b in first] == [503] * 3  # nothing held yet: 503, not 500
     assert again[0] == 200 and json.loads(again[2])["name"] == "E"
     assert not service._pending and not service._queue
@@ -478,17 +474,13 @@ def test_an_old_page_is_reloaded_in_the_background_and_a_very_old_one_first(db_u
     """Rows changed by hand (no notification) are seen once a page is MAX_ENTRY_AGE old: the
     request that finds it so is answered from memory at once and the page reloads behind it;
     a page not asked for WAIT_AGE is reloaded before the answer."""
-    import asyncio
-
     from eventctl.web.current import MAX_ENTRY_AGE, WAIT_AGE
 
     assert make_cli(db_url)("create", "--name", "before", "--page", "/o").exit_code == 0
     t0 = time.time()
     now = [t0]
     engine, service = _direct_service(db_url, clock=lambda: now[0])
-    reads: list[list[str]] = []
-    real_read = service._read_pages
-    service._read_pages = lambda routes, at: reads.append(list(routes)) or real_read(routes, at)
+    reads = _spy_reads(service)
 
     def rename(name: str) -> None:  # by hand: no counter, no NOTIFY
         with engine.begin() as conn:
@@ -516,8 +508,5 @@ def test_an_old_page_is_reloaded_in_the_background_and_a_very_old_one_first(db_u
         await service.stop()
         return seen
 
-    try:
-        seen = asyncio.run(scenario())
-    finally:
-        engine.dispose()
+    seen = _run(engine, scenario)
     assert seen == ["before", "before", "before", "by hand", "1", "much later"]
