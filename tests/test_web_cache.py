@@ -510,3 +510,106 @@ def test_an_old_page_is_reloaded_in_the_background_and_a_very_old_one_first(db_u
 
     seen = _run(engine, scenario)
     assert seen == ["before", "before", "before", "by hand", "1", "much later"]
+
+
+def test_a_write_during_a_page_load_is_not_lost(db_url):
+    """The load started before the write: its waiters may get the old page, but it is not kept,
+    and a request after the write's invalidation waits for a new load, not that one."""
+    import threading
+
+    engine, service = _direct_service(db_url)
+    reading, release = threading.Event(), threading.Event()
+    real_read = service._read_pages
+
+    def slow_read(routes, now):
+        found = real_read(routes, now)
+        if "/w" in routes and not release.is_set():
+            reading.set()
+            release.wait(10)  # the write lands while this load is in flight
+        return found
+
+    service._read_pages = slow_read
+
+    async def scenario():
+        before = asyncio.create_task(service.respond(b"/w", None))
+        while not reading.is_set():
+            await asyncio.sleep(0.005)
+        assert make_cli(db_url)("create", "--name", "NEW", "--page", "/w").exit_code == 0
+        service.invalidate(["/w"])  # as the notification or the poll would
+        after = asyncio.create_task(service.respond(b"/w", None))
+        await asyncio.sleep(0.05)
+        release.set()
+        answers = [await before, await after, await service.respond(b"/w", None)]
+        await service.stop()
+        return [json.loads(body)["name"] if body != b"null" else None for _s, _h, body in answers]
+
+    old, after, held = _run(engine, scenario)
+    assert old is None  # asked before the write: the old page is a right answer
+    assert after == "NEW" and held == "NEW"
+
+
+def test_a_miss_queued_as_every_loader_stops_is_still_loaded(db_url):
+    """Loader tasks count themselves out as they see the queue empty, not one loop step later
+    (a miss queued in between had no loader and its request waited for ever)."""
+    from anyio import to_thread
+
+    from eventctl.web.current import LOAD_BATCH, LOAD_THREADS
+
+    engine, service = _direct_service(db_url)
+
+    async def scenario():
+        service.start()
+        gate = asyncio.get_running_loop().create_future()
+        real = to_thread.run_sync
+
+        async def gated(func, *args, **kwargs):  # every thread's result is reported in one loop step
+            await gate
+            return func(*args)
+
+        to_thread.run_sync = gated
+        try:
+            burst = [
+                asyncio.create_task(service.respond(f"/b{i}".encode(), None)) for i in range(LOAD_THREADS * LOAD_BATCH)
+            ]
+            await asyncio.sleep(0.01)
+            assert service._loaders == LOAD_THREADS
+
+            async def late():
+                await gate  # its first step runs in the same loop step, after the loaders' last ones
+                return await service.respond(b"/late", None)
+
+            late_answer = asyncio.create_task(late())
+            await asyncio.sleep(0.01)
+            gate.set_result(None)
+            await asyncio.gather(*burst)
+        finally:
+            to_thread.run_sync = real
+        status = (await asyncio.wait_for(late_answer, 5))[0]
+        await service.stop()
+        return status
+
+    assert _run(engine, scenario) == 200
+
+
+def test_one_unreadable_row_fails_only_its_page(db_url):
+    """A row changed by hand into something that is not an event: its page answers 503 (and is
+    held as such, not re-read per request); the pages read in the same query are answered."""
+    cli = make_cli(db_url)
+    assert cli("create", "--name", "GOOD", "--page", "/good").exit_code == 0
+    assert cli("create", "--name", "BAD", "--page", "/bad").exit_code == 0
+    engine, service = _direct_service(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE events SET filters = '[1]' WHERE page_context = '/bad'"))
+    reads = _spy_reads(service)
+
+    async def scenario():
+        answers = await asyncio.gather(*(service.respond(p, None) for p in (b"/good", b"/bad", b"/other")))
+        again = await service.respond(b"/bad", None)
+        await service.stop()
+        return answers, again
+
+    answers, again = _run(engine, scenario)
+    assert [status for status, _h, _b in answers] == [200, 503, 200]
+    assert json.loads(answers[0][2])["name"] == "GOOD" and answers[2][2] == b"null"
+    assert again[0] == 503 and not service.failing  # the database is fine
+    assert sum("/bad" in batch for batch in reads) == 1  # held: not read again per request

@@ -132,7 +132,8 @@ _EVENT = struct.Struct("<qqBI")  # start, end (µs since the epoch; _NONE: none)
 _NONE = -(2**63)
 _ACTIVE, _DEFAULT = 1, 2
 # the answer: an event's body deflated, as is, null, or OTHER: computed on the slow path (conflict, not yet computed)
-KIND_EVENT, KIND_PLAIN, KIND_NULL, KIND_OTHER = 0, 1, 2, 3
+# BROKEN: a row of the page is not a readable event (changed by hand): 503 until reloaded
+KIND_EVENT, KIND_PLAIN, KIND_NULL, KIND_OTHER, KIND_BROKEN = 0, 1, 2, 3, 4
 # while the cache holds fewer pages than this, pages are loaded with their bodies as they are
 # (no inflating per request: a few thousand pages cost a few MB); past it, deflated
 PLAIN_PAGES = 10_000
@@ -218,6 +219,13 @@ def _unanswered(loaded_at: float, events: bytes) -> bytes:
     return _HEAD.pack(loaded_at, -math.inf, b"", 0, 0, KIND_OTHER) + events
 
 
+def _record(loaded_at: float, events: bytes | None) -> bytes:
+    """A page as loaded; None: a page whose rows could not all be read (answers 503, holds nothing)."""
+    if events is None:
+        return _HEAD.pack(loaded_at, math.inf, b"", 0, 0, KIND_BROKEN) + _COUNT.pack(0, False)
+    return _unanswered(loaded_at, events)
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
@@ -251,7 +259,7 @@ def _entity_headers(body: bytes) -> RawHeaders:
 class _PollResult:
     pages: set[str] | None = None  # pages to drop (known change)
     everything: bool = False  # drop every page (unknown change, too many to reload)
-    reloaded: dict[str, bytes] | None = None  # unknown change: the held pages, reloaded (packed)
+    reloaded: dict[str, bytes | None] | None = None  # unknown change: the held pages, reloaded (packed)
     held: list[str] = field(default_factory=list)
     loaded_at: float = 0.0
 
@@ -301,6 +309,8 @@ class CurrentService:
         self._pending: dict[str, asyncio.Future[bytes]] = {}
         self._queue: list[str] = []
         self._batches: set[asyncio.Task[None]] = set()
+        self._loaders = 0  # batch tasks still taking work from the queue
+        self._loading: dict[str, asyncio.Future[bytes]] = {}  # pages being read now, and their waiters
         self._limiter: Any = None  # page loads in at most LOAD_THREADS threads (made in the loop)
         # poller state (poll thread only, under _polling)
         self.version: int | None = None
@@ -368,6 +378,8 @@ class CurrentService:
             count = len(self._pages)
             self._pages.clear()
             self._invalidated_at.clear()
+            for route in list(self._loading):
+                self._detach(route)
         else:
             count = 0
             for route in pages:
@@ -375,11 +387,19 @@ class CurrentService:
                     count += 1
                 if self._loads_in_flight:
                     self._invalidated_at[route] = self._seq
+                if route in self._loading:
+                    self._detach(route)
             if len(self._invalidated_at) > 100_000:  # far more than ever in flight: be coarse
                 self._all_seq = self._seq
                 self._invalidated_at.clear()
         self.metrics.invalidated(count, source)
         self.metrics.data_age(0.0, len(self._pages))
+
+    def _detach(self, route: str) -> None:
+        """A page written while it loads: requests from now on wait for a new load, not that one
+        (its waiters, which came before the write, still get it)."""
+        if self._pending.get(route) is self._loading[route]:
+            del self._pending[route]
 
     def _on_notify(self, payload: str) -> None:
         """In the event loop: a NOTIFY from a write, naming the pages it touched."""
@@ -395,9 +415,10 @@ class CurrentService:
 
     # ------------------------------------------------------------ loading
 
-    def _read_pages(self, routes: list[str], now: float) -> dict[str, bytes]:
+    def _read_pages(self, routes: list[str], now: float) -> dict[str, bytes | None]:
         """The pages' events live at ``now`` or starting within the horizon, packed (one indexed
-        query per ``PAGES_PER_QUERY`` pages); a page without any is packed empty."""
+        query per ``PAGES_PER_QUERY`` pages); a page without any is packed empty, and a page with
+        a row that cannot be read as an event (changed by hand) is None: its neighbours are fine."""
         from eventctl.db import read_session
         from eventctl.events import load_snapshot
 
@@ -407,12 +428,19 @@ class CurrentService:
         with read_session(self.engine) as session:
             found = load_snapshot(session, at=at, pages=routes, horizon=horizon)
         deflate = len(self._pages) >= PLAIN_PAGES  # read in a thread: a page or two either way is no matter
-        return {
-            route: _pack_events([HeldEvent.of(row) for row in found.get(route, [])], self.deflater, deflate)
-            for route in routes
-        }
+        packed: dict[str, bytes | None] = {}
+        for route in routes:
+            try:
+                events = [HeldEvent.of(row) for row in found.get(route, [])]
+                packed[route] = _pack_events(events, self.deflater, deflate)
+            except Exception as exc:  # noqa: BLE001 - one page's bad row: that page answers 503
+                from eventctl.text import for_terminal
 
-    def _load_sync(self, routes: list[str]) -> tuple[dict[str, bytes], float]:
+                log.warning("page %s has a row that is not an event: %s", for_terminal(route), for_terminal(exc))
+                packed[route] = None
+        return packed
+
+    def _load_sync(self, routes: list[str]) -> tuple[dict[str, bytes | None], float]:
         now = self.clock()
         started = time.perf_counter()
         found = self._read_pages(routes, now)
@@ -431,7 +459,8 @@ class CurrentService:
             future = self._pending[route] = loop.create_future()
             future.add_done_callback(_retrieve)
             self._queue.append(route)
-            if len(self._batches) < LOAD_THREADS:
+            if self._loaders < LOAD_THREADS:
+                self._loaders += 1  # counted down by the task itself as it stops taking work
                 task = loop.create_task(self._load_batches())
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
@@ -439,35 +468,49 @@ class CurrentService:
 
     async def _load_batches(self) -> None:
         """Load queued pages, LOAD_BATCH at a time, until the queue is empty."""
+        try:
+            while self._queue:
+                routes, self._queue = self._queue[:LOAD_BATCH], self._queue[LOAD_BATCH:]
+                await self._load_batch({route: self._pending[route] for route in routes})
+        finally:
+            self._loaders -= 1  # in the same step as the empty queue was seen: no miss is left unserved
+
+    async def _load_batch(self, waiting: dict[str, asyncio.Future[bytes]]) -> None:
         import anyio
         from anyio import to_thread
 
-        while self._queue:
-            routes, self._queue = self._queue[:LOAD_BATCH], self._queue[LOAD_BATCH:]
-            seq = self._load_started()
+        routes = list(waiting)
+        self._loading.update(waiting)
+        seq = self._load_started()
+        try:
             try:
                 if self._limiter is None:
                     self._limiter = anyio.CapacityLimiter(LOAD_THREADS)
                 found, loaded_at = await to_thread.run_sync(self._load_sync, routes, limiter=self._limiter)
             except BaseException as exc:
-                for route in routes:
-                    self._settle(route, exc)
+                for route, future in waiting.items():
+                    self._settle(route, future, exc)
                 if not isinstance(exc, Exception):
                     raise
-                continue
-            finally:
-                self._load_done()
+                return
             self.last_success = max(self.last_success or 0.0, loaded_at)
-            for route in routes:
-                record = _unanswered(loaded_at, found[route])
-                # a page invalidated while it loaded is answered from this load, not kept
+            for route, future in waiting.items():
+                record = _record(loaded_at, found[route])
+                # checked before _load_done() forgets what was invalidated meanwhile: a page
+                # invalidated while it loaded answers its waiters from this load, and is not kept
                 if self._valid_since(route, seq):
                     self._store(route, record)
-                self._settle(route, record)
+                self._settle(route, future, record)
+        finally:
+            self._load_done()
+            for route, future in waiting.items():
+                if self._loading.get(route) is future:
+                    del self._loading[route]
 
-    def _settle(self, route: str, outcome: bytes | BaseException) -> None:
-        future = self._pending.pop(route, None)
-        if future is None or future.done():
+    def _settle(self, route: str, future: asyncio.Future[bytes], outcome: bytes | BaseException) -> None:
+        if self._pending.get(route) is future:  # not when a write detached it (a newer load has the page)
+            del self._pending[route]
+        if future.done():
             return
         if isinstance(outcome, bytes):
             future.set_result(outcome)
@@ -572,7 +615,7 @@ class CurrentService:
                 if key in self._pages:
                     count += 1
                     if self._valid_since(route, seq):
-                        self._pages[key] = _unanswered(result.loaded_at, result.reloaded[route])
+                        self._pages[key] = _record(result.loaded_at, result.reloaded[route])
                     else:
                         del self._pages[key]
             self.metrics.invalidated(count, "poll")
@@ -709,7 +752,7 @@ class CurrentService:
         # right, no If-None-Match, database fine
         if record is not None and if_none_match is None and not self.failing and self._task is not None:
             loaded_at, until, etag, offset, size, kind = _HEAD.unpack_from(record)
-            if now < until and now - loaded_at < MAX_ENTRY_AGE and kind != KIND_OTHER:
+            if now < until and now - loaded_at < MAX_ENTRY_AGE and kind <= KIND_NULL:  # an answer kept
                 self._pages.move_to_end(raw_route)  # type: ignore[arg-type]
                 if kind == KIND_PLAIN:
                     body, outcome = record[offset : offset + size], "event"
@@ -804,6 +847,8 @@ class CurrentService:
             if age >= MAX_ENTRY_AGE and not self.failing:
                 self._request_load(_route(key))  # in the background: answered from memory meanwhile
         loaded_at, until, etag, offset, size, kind = _HEAD.unpack_from(record)
+        if kind == KIND_BROKEN:
+            return self._unavailable
         if now < until and kind != KIND_OTHER:  # computed, and still right
             if kind == KIND_NULL:
                 return Answer.ok(b"null", until, _NULL_ETAG)
