@@ -613,3 +613,46 @@ def test_one_unreadable_row_fails_only_its_page(db_url):
     assert json.loads(answers[0][2])["name"] == "GOOD" and answers[2][2] == b"null"
     assert again[0] == 503 and not service.failing  # the database is fine
     assert sum("/bad" in batch for batch in reads) == 1  # held: not read again per request
+
+
+def test_a_poller_that_died_is_started_again_by_the_next_request(db_url, caplog):
+    engine, service = _direct_service(db_url, poll_interval=0.01)
+    real_refresh, broken = service.refresh, [True]
+
+    async def refresh_once_broken():
+        if broken:
+            broken.pop()
+            raise RuntimeError("something unforeseen")
+        await real_refresh()
+
+    service.refresh = refresh_once_broken
+
+    async def scenario():
+        service.start()
+        first = service._task
+        for _ in range(200):
+            if service._task is None:
+                break
+            await asyncio.sleep(0.01)
+        died = service._task is None and first.done()
+        assert (await service.respond(b"/p", None))[0] == 200
+        restarted = service._task is not None and not service._task.done() and service._task is not first
+        await service.stop()
+        return died, restarted
+
+    assert _run(engine, scenario) == (True, True)
+    assert "the poller stopped (something unforeseen)" in caplog.text
+
+
+def test_metrics_that_cannot_be_recorded_never_cost_an_answer(db_url, caplog):
+    engine, service = _direct_service(db_url, poll_interval=0.0)  # counts handed over on every request
+    child = service.metrics.cache_lookups.labels("hit")
+    child.inc = lambda amount=1: (_ for _ in ()).throw(OSError("metrics directory gone"))
+
+    async def scenario():
+        statuses = [(await service.respond(b"/m", None))[0] for _ in range(5)]
+        await service.stop()
+        return statuses
+
+    assert _run(engine, scenario) == [200] * 5
+    assert caplog.text.count("could not record metrics (metrics directory gone)") == 1

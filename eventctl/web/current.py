@@ -62,6 +62,7 @@ from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eventctl.errors import Conflict, DatabaseUnavailable, EventctlError, MalformedPageHeader, MalformedRoute
+from eventctl.text import for_terminal
 from eventctl.web.errors import JSON_TYPE, RawHeaders, dumps, render_error
 
 if TYPE_CHECKING:
@@ -434,8 +435,6 @@ class CurrentService:
                 events = [HeldEvent.of(row) for row in found.get(route, [])]
                 packed[route] = _pack_events(events, self.deflater, deflate)
             except Exception as exc:  # noqa: BLE001 - one page's bad row: that page answers 503
-                from eventctl.text import for_terminal
-
                 log.warning("page %s has a row that is not an event: %s", for_terminal(route), for_terminal(exc))
                 packed[route] = None
         return packed
@@ -695,10 +694,20 @@ class CurrentService:
             self._stopping = False
             self._resync = True
             self._task = loop.create_task(self._poll_loop())
+            self._task.add_done_callback(self._poller_ended)
         if self.listen and (self._listener is None or not self._listener.is_alive()):
             self._stop_listening.clear()
             self._listener = threading.Thread(target=self._listen_forever, name="eventctl-listen", daemon=True)
             self._listener.start()
+
+    def _poller_ended(self, task: asyncio.Task[None]) -> None:
+        """The poll loop ends only in stop(); if anything else ended it, the next request starts it
+        again (the fast path trusts a running poller for freshness)."""
+        if self._stopping or self._task is not task:
+            return
+        self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the poller stopped (%s); it starts again with the next request", for_terminal(task.exception()))
 
     async def stop(self) -> None:
         """Stop polling and listening; returns once no poll, load or LISTEN holds a connection."""

@@ -12,6 +12,7 @@ process) keeps its own registry.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import re
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger("eventctl.web")
 MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
 CURRENT_ROUTE = "/api/v1/events/current"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
@@ -89,6 +91,7 @@ class Metrics:
         # tuple of label children one event increments: one dict increment instead of prometheus-
         # client's locked write to its multiprocess file for each
         self._pending: collections.Counter[tuple[Any, ...]] = collections.Counter()
+        self._flush_failed = False
         hit, miss = self.cache_lookups.labels("hit"), self.cache_lookups.labels("miss")
         answers = {o: self.current_answers.labels(o) for o in CURRENT_OUTCOMES}
         self._answer_keys = {o: (child,) for o, child in answers.items()}
@@ -100,9 +103,16 @@ class Metrics:
     def flush(self) -> None:
         """Hand the per-request counts to prometheus-client (event loop thread: the poll loop, /metrics)."""
         pending, self._pending = self._pending, collections.Counter()
-        for children, count in pending.items():
-            for child in children:
-                child.inc(count)
+        try:
+            for children, count in pending.items():
+                for child in children:
+                    child.inc(count)
+        except Exception as exc:  # noqa: BLE001 - counts lost, never an answer (flush runs on the request path too)
+            if not self._flush_failed:
+                log.warning("could not record metrics (%s); counts are dropped until it works again", exc)
+            self._flush_failed = True
+        else:
+            self._flush_failed = False
 
     # ---- called by the /current service (pre-bound label children, counted in _pending)
     def current_answer(self, outcome: str) -> None:
