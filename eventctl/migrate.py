@@ -19,7 +19,7 @@ from eventctl.errors import EventctlError, InvalidInput, SchemaNotAtHead
 VERSION_TABLE = "eventctl_alembic_version"
 # The newest migration. tests/test_migrations.py checks it equals Alembic's head,
 # so commands can check the schema with one query and without importing Alembic.
-SCHEMA_HEAD = "0006_current_indexes"
+SCHEMA_HEAD = "0007_drop_page_context_index"
 _MIGRATION_LOCK = 0x45564E544D4947  # "EVNTMIG": serializes concurrent `db upgrade`s on PostgreSQL
 
 

@@ -36,7 +36,7 @@ class Event(SQLModel, table=True):
     uid: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str = Field(max_length=NAME_MAX)
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
-    page_context: str = Field(max_length=MAX_ROUTE_LENGTH, index=True)
+    page_context: str = Field(max_length=MAX_ROUTE_LENGTH)  # indexed by ix_events_current (first column)
     filters: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(json_type(), nullable=False))
     limit: int = Field(default=LIMIT_DEFAULT)
     is_active: bool = Field(default=True)

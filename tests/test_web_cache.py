@@ -146,8 +146,7 @@ def test_the_page_query_uses_the_index(engine):
             plan = conn.exec_driver_sql("EXPLAIN " + statement, parameters).all()
     text = "\n".join(str(row) for row in plan)
     print(text)
-    # ix_events_current; PostgreSQL may take ix_events_page_context (its prefix) on a tiny table
-    assert "ix_events_current" in text or "ix_events_page_context" in text, text
+    assert "ix_events_current" in text, text
     assert "Seq Scan" not in text and "SCAN events" not in text, text
 
 
@@ -355,7 +354,8 @@ def test_misses_of_many_pages_share_queries(db_url):
         "E0", "E1", "E2", *[None] * (len(pages) - 3)
     ]  # fmt: skip
     assert sorted(r for batch in reads for r in batch) == sorted(pages)  # each page read once
-    assert max(len(batch) for batch in reads) == LOAD_BATCH and len(reads) <= 3, [len(b) for b in reads]
+    batches = [batch for batch in reads if batch]  # the poller's start-up resync reads no page
+    assert max(len(batch) for batch in batches) == LOAD_BATCH and len(batches) == 2, [len(b) for b in reads]
 
 
 def test_a_failed_batch_fails_its_waiters_and_the_next_request_loads_again(db_url):
@@ -495,14 +495,16 @@ def test_an_old_page_is_reloaded_in_the_background_and_a_very_old_one_first(db_u
         seen = [await name_at(0)]
         rename("by hand")
         seen.append(await name_at(MAX_ENTRY_AGE - 1))  # fresh: from memory, no load
-        loads = len(reads)
+        # reads of this page only: the poller's start-up resync reads the held pages (none, or
+        # this one) in its own thread, whenever its connection is ready
+        loads = sum("/o" in batch for batch in reads)
         seen.append(await name_at(MAX_ENTRY_AGE + 1))  # old: from memory, a reload started
         for _ in range(500):
             if not service._pending:
                 break
             await asyncio.sleep(0.01)
         seen.append(await name_at(MAX_ENTRY_AGE + 2))  # the reload landed
-        seen.append(str(len(reads) - loads))
+        seen.append(str(sum("/o" in batch for batch in reads) - loads))
         rename("much later")
         seen.append(await name_at(MAX_ENTRY_AGE + 1 + WAIT_AGE + 1))  # very old: reloaded first
         await service.stop()
