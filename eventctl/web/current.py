@@ -139,7 +139,14 @@ KIND_EVENT, KIND_PLAIN, KIND_NULL, KIND_OTHER, KIND_BROKEN = 0, 1, 2, 3, 4
 # (no inflating per request: a few thousand pages cost a few MB); past it, deflated
 PLAIN_PAGES = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NULL_ETAG = b'"' + hashlib.sha256(b"null").hexdigest()[:32].encode("ascii") + b'"'
+
+
+def _etag(body: bytes) -> bytes:
+    """A strong ETag: the body's hash (quoted), 34 bytes (_HEAD keeps it as is)."""
+    return b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
+
+
+_NULL_ETAG = _etag(b"null")
 
 
 def _micros(value: datetime | None) -> int:
@@ -193,17 +200,16 @@ def _pack_events(events: list[HeldEvent], deflater: Deflater, deflate: bool = Tr
     return b"".join(parts + bodies)
 
 
-def _body_offsets(record: bytes) -> tuple[int, list[tuple[int, int, int, int]]]:
-    """Where the bodies start, and each event's packed fields."""
-    count, _deflated = _COUNT.unpack_from(record, _HEAD.size)
+def _body_offsets(record: bytes) -> tuple[int, list[tuple[int, int, int, int]], bool]:
+    """Where the bodies start, each event's packed fields, and whether the bodies are deflated."""
+    count, deflated = _COUNT.unpack_from(record, _HEAD.size)
     at = _HEAD.size + _COUNT.size
     fields = [_EVENT.unpack_from(record, at + i * _EVENT.size) for i in range(count)]
-    return at + count * _EVENT.size, fields
+    return at + count * _EVENT.size, fields, deflated
 
 
 def _unpack_events(record: bytes, deflater: Deflater) -> list[HeldEvent]:
-    offset, fields = _body_offsets(record)
-    deflated = _COUNT.unpack_from(record, _HEAD.size)[1]
+    offset, fields, deflated = _body_offsets(record)
     events = []
     for start, end, flags, size in fields:
         body = record[offset : offset + size]
@@ -238,7 +244,7 @@ class Answer:
     @classmethod
     def ok(cls, body: bytes, until: float, etag: bytes | None = None) -> Answer:
         if etag is None:
-            etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode("ascii") + b'"'
+            etag = _etag(body)
         return cls(200, body, etag, until, [*_entity_headers(body), (b"etag", etag)])
 
     @classmethod
@@ -763,12 +769,8 @@ class CurrentService:
             loaded_at, until, etag, offset, size, kind = _HEAD.unpack_from(record)
             if now < until and now - loaded_at < MAX_ENTRY_AGE and kind <= KIND_NULL:  # an answer kept
                 self._pages.move_to_end(raw_route)  # type: ignore[arg-type]
-                if kind == KIND_PLAIN:
-                    body, outcome = record[offset : offset + size], "event"
-                elif kind == KIND_EVENT:
-                    body, outcome = self.deflater.inflate(record[offset : offset + size]), "event"
-                else:
-                    body, outcome = b"null", "null"
+                body = self._kept_body(record, offset, size, kind)
+                outcome = "null" if kind == KIND_NULL else "event"
                 if method is None:
                     self.metrics.cache_hit_answer(outcome)
                 else:
@@ -859,11 +861,16 @@ class CurrentService:
         if kind == KIND_BROKEN:
             return self._unavailable
         if now < until and kind != KIND_OTHER:  # computed, and still right
-            if kind == KIND_NULL:
-                return Answer.ok(b"null", until, _NULL_ETAG)
-            body = record[offset : offset + size]
-            return Answer.ok(body if kind == KIND_PLAIN else self.deflater.inflate(body), until, etag)
+            return Answer.ok(self._kept_body(record, offset, size, kind), until, etag)
         return self._recompute(key, record, loaded_at, now)
+
+    def _kept_body(self, record: bytes, offset: int, size: int, kind: int) -> bytes:
+        """The body of the answer a record keeps (its kind is EVENT, PLAIN or NULL)."""
+        if kind == KIND_PLAIN:
+            return record[offset : offset + size]
+        if kind == KIND_EVENT:
+            return self.deflater.inflate(record[offset : offset + size])
+        return b"null"
 
     def _recompute(self, key: bytes, record: bytes, loaded_at: float, now: float) -> Answer:
         """The page's answer at ``now`` from its events (the core's rules); kept in the record."""
@@ -884,10 +891,10 @@ class CurrentService:
             answer, head = Answer.ok(b"null", until, _NULL_ETAG), (_NULL_ETAG, 0, 0, KIND_NULL)
         else:
             answer = Answer.ok(event.body, until)
-            offset, fields = _body_offsets(record)
+            offset, fields, deflated = _body_offsets(record)
             index = events.index(event)
             offset += sum(size for *_, size in fields[:index])
-            kind = KIND_EVENT if _COUNT.unpack_from(record, _HEAD.size)[1] else KIND_PLAIN
+            kind = KIND_EVENT if deflated else KIND_PLAIN
             head = (answer.etag or b"", offset, fields[index][3], kind)
         if self._pages.get(key) is record:  # still held, not reloaded meanwhile
             self._pages[key] = _HEAD.pack(loaded_at, until, *head) + record[_HEAD.size :]
@@ -1009,6 +1016,7 @@ class CurrentFastPath:
                         from eventctl.web.metrics import access_log
 
                         access_log(method, CURRENT_PATH, status, time.perf_counter() - started)
+                # _send's two messages, inline: one coroutine less per request on the hot path
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
                 return
