@@ -163,15 +163,19 @@ def cli(db_url: str) -> Callable[..., Ran]:
 def _build_command_once() -> None:
     """typer's test runner rebuilds the whole click command tree on every invoke (~40 ms, most of an
     in-process call, and most of the suite's time); the tree never changes, so build it once per app."""
+    import weakref
+
     import typer.main
     import typer.testing
 
-    built: dict[int, Any] = {}
+    # keyed by the app itself, not id(app): a short-lived app (``app_for``'s) freed and another
+    # made at the same address was handed the first one's tree (one CI run: "No such command 'db'")
+    built: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     def get_command(app: Any) -> Any:
-        if id(app) not in built:
-            built[id(app)] = typer.main.get_command(app)
-        return built[id(app)]
+        if app not in built:
+            built[app] = typer.main.get_command(app)
+        return built[app]
 
     typer.testing._get_command = get_command  # type: ignore[attr-defined]
 
