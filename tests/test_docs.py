@@ -97,3 +97,17 @@ def test_worked_example_runs_as_written(tmp_path):
     assert '"name": "Telugu audio sprint"' in r.stdout  # current --at inside the campaign
     errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and "overlaps" in errors[0], r.stderr  # only the refusal the example shows
+
+
+def test_the_documented_campaigns_are_still_ahead():
+    """The README's worked example and examples/ show campaigns to come (the overlap refusal, the
+    page default answering until the campaign starts): once a date passes, they show something
+    else. This fails a year ahead, while there is time to move them."""
+    from datetime import UTC, datetime, timedelta
+
+    block = README[README.index("## A worked example") : README.index("## Command reference")]
+    texts = [block, *(path.read_text() for path in sorted((ROOT / "examples").glob("*.y*ml")))]
+    dates = [datetime.fromisoformat(d).replace(tzinfo=UTC) for t in texts for d in re.findall(r"\d{4}-\d\d-\d\d", t)]
+    assert len(dates) >= 6, dates
+    soon = datetime.now(UTC) + timedelta(days=365)
+    assert min(dates) > soon, f"documented dates from {min(dates):%Y-%m-%d} on pass within a year: move them ahead"
