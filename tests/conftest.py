@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -181,6 +182,11 @@ def _build_command_once() -> None:
 
 
 _build_command_once()
+
+# Hypothesis' 200 ms per-example deadline measures the machine, not the code: one stall on a
+# shared, loaded machine failed a run. Properties are proven by their examples; timings by bench/.
+hypothesis.settings.register_profile("eventctl", deadline=None)
+hypothesis.settings.load_profile("eventctl")
 
 
 def make_cli(db_url: str | None) -> Callable[..., Ran]:

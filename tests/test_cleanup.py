@@ -18,16 +18,15 @@ from conftest import count_rows, make_cli
 DAY = 86400
 
 
-def _file(path: Path, age_s: float, size: int = 10) -> Path:
+def _file(path: Path, age_s: float, size: int = 10, now: float | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"x" * size)
-    t = time.time() - age_s
-    os.utime(path, (t, t), follow_symlinks=False)
+    _age(path, age_s, now)
     return path
 
 
-def _age(path: Path, age_s: float) -> None:
-    t = time.time() - age_s
+def _age(path: Path, age_s: float, now: float | None = None) -> None:
+    t = (time.time() if now is None else now) - age_s
     os.utime(path, (t, t), follow_symlinks=False)
 
 
@@ -240,20 +239,23 @@ def test_cutoff_boundaries_same_under_every_tz(tz, db_url, engine, tmp_path, mon
     monkeypatch.setenv("TZ", tz)
     time.tzset()
     try:
+        # the CLI's clock is this test's: the margins can be 10 ms, not seconds of slack a loaded
+        # machine could eat between here and the CLI reading its clock
         now = datetime.now(UTC)
-        cutoff_guess = now - timedelta(days=7)
-        older = _insert_naive(engine, end=cutoff_guess - timedelta(seconds=1), name="older")
-        _insert_naive(engine, end=cutoff_guess + timedelta(seconds=2), name="newer")
+        monkeypatch.setattr("eventctl.timeparse.utcnow", lambda: now)
+        cutoff, at, eps = now - timedelta(days=7), now.timestamp(), 0.01
+        older = _insert_naive(engine, end=cutoff - timedelta(seconds=eps), name="older")
+        _insert_naive(engine, end=cutoff + timedelta(seconds=eps), name="newer")
         _insert_naive(engine, end=now + timedelta(days=1), name="future")
         up = tmp_path / "u"
-        _file(up / "older.bin", 7 * DAY + 1)
-        _file(up / "newer.bin", 7 * DAY - 2)
+        _file(up / "older.bin", 7 * DAY + eps, now=at)
+        _file(up / "newer.bin", 7 * DAY - eps, now=at)
         ch = tmp_path / "c"
-        _file(ch / "older_upload" / "c0", 7 * DAY + 1)
-        _age(ch / "older_upload", 7 * DAY + 1)
-        _file(ch / "newer_upload" / "c0", 7 * DAY + 1)
-        _file(ch / "newer_upload" / "c1", 7 * DAY - 2)
-        _age(ch / "newer_upload", 7 * DAY + 1)
+        _file(ch / "older_upload" / "c0", 7 * DAY + eps, now=at)
+        _age(ch / "older_upload", 7 * DAY + eps, now=at)
+        _file(ch / "newer_upload" / "c0", 7 * DAY + eps, now=at)
+        _file(ch / "newer_upload" / "c1", 7 * DAY - eps, now=at)
+        _age(ch / "newer_upload", 7 * DAY + eps, now=at)
         cli = make_cli(db_url)
         r = cli("cleanup", "--older-than", "7d", "--uploads-dir", str(up), "--chunks-dir", str(ch), "--json")
         assert r.exit_code == 0, r.stderr

@@ -239,11 +239,13 @@ maintenance.EVENT_BATCH = 250
 maintenance._planned_batch = lambda planned: time.sleep(0.02)  # keep the two runs overlapping
 _lock = maintenance._try_lock
 maintenance._try_lock = lambda fd: time.sleep(0.001) or _lock(fd)  # each file and directory, too
-go = sys.argv[1]
+from eventctl.cli import main  # everything imported before the signal: the two start together
+import eventctl.db, eventctl.models, sqlalchemy, psycopg, rich.progress
+go, ready = sys.argv[1], sys.argv[2]
+open(ready, "w").close()
 while not os.path.exists(go):
     time.sleep(0.002)
-sys.argv = ["eventctl", "cleanup", "--json", *sys.argv[2:]]
-from eventctl.cli import main
+sys.argv = ["eventctl", "cleanup", "--json", *sys.argv[3:]]
 began = time.time()
 try:
     main()
@@ -254,17 +256,20 @@ finally:
 
 def two_cleanups(go, env: dict[str, str], *args: str) -> list[dict]:
     """Two `eventctl cleanup --json ARGS` processes started at once; both must exit 0 and overlap."""
+    ready = [go.with_name(f"{go.name}.ready{i}") for i in range(2)]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLEANUP_PROCESS, str(go), *args],
+            [sys.executable, "-c", CLEANUP_PROCESS, str(go), str(flag), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(2)
+        for flag in ready
     ]
-    time.sleep(1.5)  # both interpreters import eventctl and wait for the signal
+    deadline = time.monotonic() + 60
+    while not all(flag.exists() for flag in ready) and time.monotonic() < deadline:
+        time.sleep(0.01)  # both interpreters have imported eventctl and wait for the signal
     go.touch()
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):

@@ -20,17 +20,27 @@ def listener(pg_migrated_url):
 
     _empty_tables(pg_migrated_url)
     url = sa.engine.make_url(pg_migrated_url)
-    conn = psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database, autocommit=True)
-    conn.execute("LISTEN eventctl_events")
-    yield conn
-    conn.close()
+    kwargs = {"host": url.host, "port": url.port, "user": url.username, "dbname": url.database, "autocommit": True}
+    with psycopg.connect(**kwargs) as conn, psycopg.connect(**kwargs) as marker:
+        conn.execute("LISTEN eventctl_events")
+        yield conn, marker
 
 
-def _pages(conn) -> set[str]:
+MARK = "\x00mark"  # no page key holds a NUL
+
+
+def _pages(listener) -> set[str]:
+    """The pages notified since the last call: read up to a marker sent now from another
+    connection (PostgreSQL delivers in commit order), so nothing late is missed or counted twice."""
+    conn, marker = listener
+    marker.execute("SELECT pg_notify('eventctl_events', %s)", (json.dumps([MARK]),))
     pages: set[str] = set()
-    for note in conn.notifies(timeout=0.5, stop_after=None):
-        pages |= set(json.loads(note.payload))
-    return pages
+    for note in conn.notifies(timeout=30):
+        got = set(json.loads(note.payload))
+        if MARK in got:
+            return pages | (got - {MARK})
+        pages |= got
+    raise AssertionError(f"the marker never arrived (pages so far: {pages})")
 
 
 def test_writes_notify_their_pages_on_commit_only(listener, pg_migrated_url):

@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -161,9 +162,15 @@ def test_counts_reach_prometheus_client_within_a_poll_interval_without_a_poll(db
 
     app = make_app(db_url, poll_interval=3600)  # the poll loop runs once, at start
     service: CurrentService = app.fastapi.state.current
+    service.listen = False  # LISTEN connecting would wake the loop for one more poll (and flush)
     now = [time.time()]
     service.clock = lambda: now[0]
+    flushed = threading.Event()
+    metrics, real_flush = service.metrics, service.metrics.flush
+    metrics.flush = lambda: (real_flush(), flushed.set())  # before any request: only the loop flushes
     with TestClient(app) as client:
+        assert flushed.wait(10), "the start-up poll never ended"  # the loop now sleeps for 3600 s
+        del metrics.flush
         cur(client, "/p")
         for _ in range(4):
             cur(client, "/p")
