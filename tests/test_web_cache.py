@@ -132,6 +132,7 @@ def test_the_cache_is_bounded(db_url):
     bounded = app.fastapi.state.current
     bounded.max_pages = 5  # the constructor's max_pages (default 10,000)
     with TestClient(app) as client:
+        settle(client)  # the start-up poll drops pages loaded while it ran
         for i in range(40):
             assert cur(client, f"/p/{i}").status_code == 200
             assert len(bounded._pages) <= 5
@@ -144,6 +145,7 @@ def test_the_first_request_loads_only_its_page(db_url):
     for i in range(5):
         assert cli("create", "--name", f"E{i}", "--page", f"/s/{i}").exit_code == 0
     with TestClient(make_app(db_url)) as client:
+        settle(client)  # the start-up poll drops pages loaded while it ran
         assert cur(client, "/s/3").json()["name"] == "E3"
         assert set(_held(_service(client))) == {"/s/3"}
 
@@ -303,6 +305,7 @@ def test_a_page_holds_only_its_horizon_and_says_503_past_it(db_url):
         return status, body
 
     async def scenario() -> list[tuple[int, bytes]]:
+        await _started(service)
         seen = [await answer(0)]
         held = {e.uid for e in service.snapshot["/h"]}
         assert held == {a["uid"], b["uid"]}, "C starts past the horizon: not held"
@@ -372,6 +375,14 @@ def _spy_reads(service) -> list[list[str]]:
     real_read = service._read_pages
     service._read_pages = lambda routes, now: reads.append(list(routes)) or real_read(routes, now)
     return reads
+
+
+async def _started(service) -> None:
+    """Start the poller and wait until its start-up poll (a resync) is applied: it drops a page
+    loaded while it ran (that page may have been read before the counter it took as seen)."""
+    service.start()
+    while service._resync or service._refresh_lock is None or service._refresh_lock.locked():
+        await asyncio.sleep(0.005)
 
 
 def _direct_service(db_url, **overrides):
@@ -447,6 +458,7 @@ def test_a_held_page_is_packed_and_unpacks_exactly(db_url, monkeypatch, deflated
         monkeypatch.setattr(current, "PLAIN_PAGES", 0)
     token = make_cli(db_url)("token", "create", "t").stdout.strip()
     with TestClient(make_app(db_url)) as client:
+        settle(client)  # the start-up poll drops pages loaded while it ran
         filters = {"language": ["Telugu"], "media_type": ["audio"]}
         r = post(client, token, {"name": "Telugu audio week", "page_context": "/pk", "filters": filters,
                                  "start_date": "2000-02-29T12:34:56.789012Z",
@@ -474,6 +486,7 @@ def test_a_header_as_sent_and_its_normal_form_answer_alike_and_are_dropped_toget
 
     token = make_cli(db_url)("token", "create", "t").stdout.strip()
     with TestClient(make_app(db_url)) as client:
+        settle(client)  # the start-up poll drops pages loaded while it ran
         assert cur(client, "/al").json() is None
         for variant in ("/al/", "//al", "/al?x=1", "/%61l"):
             assert cur(client, variant).json() is None
@@ -544,6 +557,7 @@ def test_an_old_page_is_reloaded_in_the_background_and_a_very_old_one_first(db_u
         return json.loads(body)["name"]
 
     async def scenario() -> list[str]:
+        await _started(service)
         seen = [await name_at(0)]
         rename("by hand")
         seen.append(await name_at(MAX_ENTRY_AGE - 1))  # fresh: from memory, no load
@@ -657,6 +671,7 @@ def test_one_unreadable_row_fails_only_its_page(db_url):
     reads = _spy_reads(service)
 
     async def scenario():
+        await _started(service)
         answers = await asyncio.gather(*(service.respond(p, None) for p in (b"/good", b"/bad", b"/other")))
         again = await service.respond(b"/bad", None)
         await service.stop()
@@ -710,3 +725,37 @@ def test_metrics_that_cannot_be_recorded_never_cost_an_answer(db_url, caplog):
 
     assert _run(engine, scenario) == [200] * 5
     assert caplog.text.count("could not record metrics (metrics directory gone)") == 1
+
+
+def test_a_write_the_first_poll_takes_as_seen_reaches_a_page_loaded_during_that_poll(db_url):
+    """The start-up poll (a resync) reloads the pages held when it began. A page loaded while it
+    ran, then written before the poll read the change counter, was kept, and the poll took the
+    write as seen: nothing dropped it for MAX_ENTRY_AGE (10 minutes). Pages the poll did not list
+    are now dropped when it ends, and loads still running are not kept."""
+    engine, service = _direct_service(db_url)  # no LISTEN: the poll is all the freshness there is
+    entered, go = threading.Event(), threading.Event()
+    real_poll = service._poll_sync
+
+    def held_poll(held, listening):
+        entered.set()
+        assert go.wait(10)  # the poll thread, not scheduled for a while (a loaded machine)
+        return real_poll(held, listening)
+
+    service._poll_sync = held_poll
+
+    async def scenario():
+        from anyio import to_thread
+
+        first = await service.respond(b"/late", None)  # starts the poller; its list is empty
+        assert await to_thread.run_sync(entered.wait, 10)
+        assert make_cli(db_url)("create", "--name", "W", "--page", "/late").exit_code == 0
+        go.set()
+        while service._refresh_lock is None or service._refresh_lock.locked() or service._resync:
+            await asyncio.sleep(0.005)  # the poll has ended and its result is applied
+        after = await service.respond(b"/late", None)
+        await service.stop()
+        return first, after
+
+    first, after = _run(engine, scenario)
+    assert first[2] == b"null"
+    assert after[0] == 200 and (json.loads(after[2]) or {}).get("name") == "W", after[2]

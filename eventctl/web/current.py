@@ -540,6 +540,8 @@ class CurrentService:
 
         result = _PollResult()
         with self._polling:
+            if self._stopping:  # cancelled by stop() before this thread got here: the engine may be gone
+                return result
             resync, self._resync = self._resync, False
             try:
                 with self.engine.connect() as conn, conn.begin():  # one snapshot: counter and audit agree
@@ -623,6 +625,17 @@ class CurrentService:
                         self._pages[key] = _record(result.loaded_at, result.reloaded[route])
                     else:
                         del self._pages[key]
+            # Pages loaded while this poll ran (not in its list), and loads still running, may
+            # have read before the counter it read: the writes it now takes as seen would never
+            # reach them. They are dropped, and those loads not kept; the next request reloads.
+            self._seq += 1
+            listed = set(result.held)
+            for key in [key for key in self._pages if _route(key) not in listed]:
+                del self._pages[key]
+                count += 1
+            for route in list(self._loading):
+                self._invalidated_at[route] = self._seq
+                self._detach(route)
             self.metrics.invalidated(count, "poll")
         elif result.pages:
             self.invalidate(result.pages, "poll")
