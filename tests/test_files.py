@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -166,7 +167,8 @@ def test_history_records_every_write_and_outlives_the_event(cli, db_url, tmp_pat
     assert entries[1]["before"]["name"] == "H" and entries[1]["after"]["name"] == "H2"
     assert entries[0]["after"] is None and entries[0]["before"]["name"] == "H2"
     assert all(e["uid"] == ev["uid"] and e["page_context"] == "/h" for e in entries)
-    assert entries == sorted(entries, key=lambda e: e["at"], reverse=True)
+    # as times, not text: a time on a whole second is written without ".000000"
+    assert entries == sorted(entries, key=lambda e: datetime.fromisoformat(e["at"]), reverse=True)
     people = cli("history", "--page", "/h")
     assert people.exit_code == 0 and "limit: 20 -> 30" in people.stdout, people.stdout
     assert cli("history", "--since", "+1d", "--json").json() == []

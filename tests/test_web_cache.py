@@ -565,10 +565,11 @@ def test_an_old_page_is_reloaded_in_the_background_and_a_very_old_one_first(db_u
         # this one) in its own thread, whenever its connection is ready
         loads = sum("/o" in batch for batch in reads)
         seen.append(await name_at(MAX_ENTRY_AGE + 1))  # old: from memory, a reload started
-        for _ in range(500):
+        for _ in range(1000):
             if not service._pending:
                 break
             await asyncio.sleep(0.01)
+        assert not service._pending, "the background reload never ended"
         seen.append(await name_at(MAX_ENTRY_AGE + 2))  # the reload landed
         seen.append(str(sum("/o" in batch for batch in reads) - loads))
         rename("much later")
@@ -759,3 +760,46 @@ def test_a_write_the_first_poll_takes_as_seen_reaches_a_page_loaded_during_that_
     first, after = _run(engine, scenario)
     assert first[2] == b"null"
     assert after[0] == 200 and (json.loads(after[2]) or {}).get("name") == "W", after[2]
+
+
+def test_a_poll_thread_late_for_stop_opens_no_connection(db_url):
+    """stop() waits for a poll that holds the poll lock; a poll thread that reaches the lock only
+    after stop() returned (not scheduled for a while) must not connect: the engine is disposed."""
+    engine, service = _direct_service(db_url)
+    real_lock, entered, go, finished = service._polling, threading.Event(), threading.Event(), threading.Event()
+    calls = [0]
+
+    class LateLock:
+        def __enter__(self):
+            calls[0] += 1
+            if calls[0] == 1:  # the poll thread, before it takes the lock; stop()'s own wait is not held
+                entered.set()
+                go.wait(10)
+            return real_lock.__enter__()
+
+        def __exit__(self, *exc):
+            return real_lock.__exit__(*exc)
+
+    real_poll = service._poll_sync
+
+    def poll(held, listening):
+        try:
+            return real_poll(held, listening)
+        finally:
+            finished.set()
+
+    service._polling, service._poll_sync = LateLock(), poll
+    connects: list[int] = []
+    sa.event.listen(engine, "connect", lambda *_a: connects.append(1))
+
+    async def scenario():
+        from anyio import to_thread
+
+        service.start()
+        assert await to_thread.run_sync(entered.wait, 10)
+        await service.stop()
+
+    _run(engine, scenario)  # stopped, and the engine disposed
+    go.set()
+    assert finished.wait(10)
+    assert connects == [], "a poll connected after stop()"
