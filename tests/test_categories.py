@@ -445,14 +445,15 @@ def test_real_refused_connection(cli, db_url, monkeypatch, tmp_path):
     """httpx's own transport (no stand-in) against a closed port: one sentence, exit 1."""
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    with socket.socket() as sock:
+    with socket.socket() as sock:  # bound, never listening: refused, and no other server can take the port
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    r = cli("categories", "pull", "--api", f"http://127.0.0.1:{port}", "--token", TOKEN)
-    assert r.exit_code == 1 and r.stderr.startswith("Error: Cannot reach the platform at http://127.0.0.1:")
-    assert len(r.stderr.strip().splitlines()) == 1
-    r = cli("categories", "push", _write(tmp_path, SEED), "--api", f"http://127.0.0.1:{port}", "--token", TOKEN)
-    assert r.exit_code == 1 and r.stdout.strip().endswith("Summary: 0 successful, 2 failed")
+        r = cli("categories", "pull", "--api", f"http://127.0.0.1:{port}", "--token", TOKEN)
+        assert r.exit_code == 1 and r.stderr.startswith("Error: Cannot reach the platform at http://127.0.0.1:")
+        assert len(r.stderr.strip().splitlines()) == 1
+        seed = _write(tmp_path, SEED)
+        r = cli("categories", "push", seed, "--api", f"http://127.0.0.1:{port}", "--token", TOKEN)
+        assert r.exit_code == 1 and r.stdout.strip().endswith("Summary: 0 successful, 2 failed")
 
 
 def test_the_cli_imports_httpx_only_when_talking_to_the_platform(tmp_path):
