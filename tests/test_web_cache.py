@@ -51,15 +51,17 @@ def settle(client) -> None:
 
 
 def drain_notifications(client) -> None:
-    """PostgreSQL: wait until the service has handled every notification sent so far, its own
-    writes' included (each comes back at some later moment and drops its pages again): a marker
-    sent now is delivered after them (PostgreSQL delivers in commit order)."""
+    """Wait until the service has taken every write so far as seen, its own included (each comes
+    back at some later moment, by NOTIFY or by a poll, and drops its pages again). Listening: a
+    marker sent now is delivered after them (PostgreSQL delivers in commit order); polling: one
+    poll from now."""
     import uuid
 
     from eventctl.events import NOTIFY_CHANNEL
 
     service = _service(client)
-    if not service.listen:
+    if not service.listen:  # polling: one poll after the write has taken it as seen
+        client.portal.call(service.refresh)
         return
     _wait_listening(service)
     marker, seen = json.dumps([f"/drain/{uuid.uuid4().hex}"]), threading.Event()

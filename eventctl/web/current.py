@@ -625,17 +625,13 @@ class CurrentService:
                         self._pages[key] = _record(result.loaded_at, result.reloaded[route])
                     else:
                         del self._pages[key]
-            # Pages loaded while this poll ran (not in its list), and loads still running, may
-            # have read before the counter it read: the writes it now takes as seen would never
-            # reach them. They are dropped, and those loads not kept; the next request reloads.
-            self._seq += 1
+            # Pages loaded while this poll ran (not in its list) may have been read before the
+            # counter it read: the writes it now takes as seen would never reach them. They are
+            # dropped; the next request loads them again.
             listed = set(result.held)
             for key in [key for key in self._pages if _route(key) not in listed]:
                 del self._pages[key]
                 count += 1
-            for route in list(self._loading):
-                self._invalidated_at[route] = self._seq
-                self._detach(route)
             self.metrics.invalidated(count, "poll")
         elif result.pages:
             self.invalidate(result.pages, "poll")
