@@ -1,7 +1,9 @@
 """Time input for the CLI, parsed with python-dateutil (SPEC §3).
 
 Accepted: ISO 8601 with or without offset, ``now``, and relative offsets
-``+2h``, ``-30m``, ``+7d``, ``+2w``, ``+90s``. A time without an offset is
+``+2h``, ``-30m``, ``+7d``, ``+2w``, ``+90s``. Units are case-sensitive and only
+these five: ``M`` is a month in ISO 8601 durations and in many schedulers, so
+reading ``6M`` as six minutes would delete the wrong things; it is refused. A time without an offset is
 local to the given zone; a local time that does not exist (DST gap) or is
 ambiguous (DST fold) is refused. Every returned value is aware UTC.
 """
@@ -14,9 +16,17 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from eventctl.errors import InvalidInput
 from eventctl.text import excerpt
 
-_RELATIVE = re.compile(r"^([+-])\s*(\d{1,9})\s*([smhdw])$")
-_DURATION = re.compile(r"^(\d{1,9})\s*([smhdw])$")
+# a number and any word: the unit is checked against _UNITS afterwards, so a wrong unit gets its own message
+_RELATIVE = re.compile(r"([+-])\s*([0-9]{1,9})\s*([^\W\d_]+)", re.ASCII)
+_DURATION = re.compile(r"([0-9]{1,9})\s*([^\W\d_]+)", re.ASCII)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+UNITS_HELP = "units are s, m, h, d, w (seconds, minutes, hours, days, weeks; lower case: M is not minutes)"
+
+
+def _unit(unit: str, text: str, what: str) -> str:
+    if unit not in _UNITS:
+        raise InvalidInput(f"Unknown unit {excerpt(unit)} in the {what} {excerpt(text)}; {UNITS_HELP}.")
+    return _UNITS[unit]
 
 
 def utcnow() -> datetime:
@@ -37,11 +47,14 @@ def get_zone(name: str | None) -> tzinfo:
 
 def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     """``30m``, ``12h``, ``7d``, ``2w`` → timedelta (positive)."""
-    match = _DURATION.match(text.strip().lower())
+    match = _DURATION.fullmatch(text.strip())
     if not match:
-        raise InvalidInput(f"Invalid {what} {excerpt(text)}; use a number and a unit, e.g. 30m, 12h, 7d or 2w.")
+        raise InvalidInput(
+            f"Invalid {what} {excerpt(text)}; use a number and a unit, e.g. 30m, 12h, 7d or 2w ({UNITS_HELP})."
+        )
+    unit = _unit(match.group(2), text, what)
     try:
-        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        return timedelta(**{unit: int(match.group(1))})
     except OverflowError:
         raise InvalidInput(f"The {what} {excerpt(text)} is out of range.") from None
 
@@ -56,10 +69,10 @@ def parse_time(text: str, *, zone: tzinfo = UTC, now: datetime | None = None, wh
     now = now or utcnow()
     if raw.lower() == "now":
         return now.astimezone(UTC)
-    rel = _RELATIVE.match(raw.lower())
+    rel = _RELATIVE.fullmatch(raw)
     if rel:
         sign = 1 if rel.group(1) == "+" else -1
-        delta = relativedelta(**{_UNITS[rel.group(3)]: sign * int(rel.group(2))})
+        delta = relativedelta(**{_unit(rel.group(3), raw, what): sign * int(rel.group(2))})
         try:
             return (now + delta).astimezone(UTC)
         except (OverflowError, ValueError):

@@ -18,7 +18,7 @@ def cleanup(
         typer.Option(
             "--older-than",
             metavar="DURATION",
-            help="Age cut-off: 30m, 12h, 7d, 2w [env: EVENTCTL_RETENTION; default: 7d].",
+            help="Age cut-off: 30m, 12h, 7d, 2w (units s m h d w, lower case) [env: EVENTCTL_RETENTION; default: 7d].",
         ),
     ] = None,
     uploads_dir: Annotated[
