@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col
 
 from eventctl.errors import InvalidInput, OverlapConflict
-from eventctl.models import EVENT_FIELDS, Event, event_fields
+from eventctl.models import EVENT_FIELDS, Event, canonical_filters, event_fields
 from eventctl.timeparse import utcnow
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -29,32 +30,12 @@ _SETTABLE = tuple(k for k in EVENT_FIELDS if k != "uid")
 # ---------------------------------------------------------------- reading files
 
 
-def _yaml_loader() -> Any:
-    import yaml
+def parse_document(text: str, *, source: str, name: str | None = None) -> list[dict[str, Any]]:
+    """The entries of an ``apply`` file (YAML or JSON, read by ``documents.load``): a list, or
+    ``{"events": [...]}``."""
+    from eventctl.documents import load
 
-    class Loader(yaml.SafeLoader):
-        """The safe loader, with timestamps left as strings (validated as ISO 8601 later)."""
-
-    Loader.yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    return Loader
-
-
-def parse_document(text: str, *, source: str) -> list[dict[str, Any]]:
-    """The entries of an ``apply`` file (YAML or JSON): a list, or ``{"events": [...]}``."""
-    import yaml
-
-    try:
-        data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not YAML or JSON"
-        raise InvalidInput(f"{source} is not valid YAML or JSON{where} ({str(problem)[:80]}).") from None
-    except RecursionError:
-        raise InvalidInput(f"{source} is nested too deeply.") from None
+    data = load(text, source=source, name=name)
     if isinstance(data, dict) and set(data) == {"events"}:
         data = data["events"]
     if data is None:
@@ -83,7 +64,6 @@ def validate_entries(entries: list[dict[str, Any]], *, source: str) -> list[Desi
 
     out: list[Desired] = []
     seen_uids: dict[uuid.UUID, int] = {}
-    seen_names: dict[tuple[str, str], int] = {}
     for i, entry in enumerate(entries, start=1):
         where = f"{source} entry {i}"
         unknown = [str(k)[:40] for k in entry if k not in EVENT_FIELDS]
@@ -109,13 +89,28 @@ def validate_entries(entries: list[dict[str, Any]], *, source: str) -> list[Desi
             if uid in seen_uids:
                 raise InvalidInput(f"{where}: uid {uid} is already entry {seen_uids[uid]}.")
             seen_uids[uid] = i
-        else:
-            key = (fields["page_context"], fields["name"])
-            if key in seen_names:
-                raise InvalidInput(f"{where}: {key[1]!r} on {key[0]} is already entry {seen_names[key]}.")
-            seen_names[key] = i
         out.append(Desired(index=i, uid=uid, fields=fields, data=data))
+    _refuse_ambiguous_names(out, source=source)
     return out
+
+
+def _refuse_ambiguous_names(entries: list[Desired], *, source: str) -> None:
+    """An entry without a uid is matched by (page, name): no other entry may end on that pair, or
+    the next apply would match it to the other entry's event (two entries, one event)."""
+    first: dict[tuple[str, str], Desired] = {}
+    for d in entries:
+        first.setdefault((d.fields["page_context"], d.fields["name"]), d)
+    for d in entries:
+        other = first[(d.fields["page_context"], d.fields["name"])]
+        if other is d:
+            continue
+        nameless = d if d.uid is None else other
+        if d.uid is None or other.uid is None:
+            raise InvalidInput(
+                f"{source} entries {other.index} and {d.index} are both {d.fields['name'][:60]!r} on "
+                f"{d.fields['page_context'][:80]}; entry {nameless.index} has no uid, so it is ambiguous: give it "
+                "its uid or another name."
+            )
 
 
 def _fields_of(data: Any) -> dict[str, Any]:
@@ -168,16 +163,99 @@ class Plan:
         }
 
 
-def _match(session: Session, desired: Desired) -> Event | None:
-    if desired.uid is not None:
-        return session.get(Event, desired.uid)
-    page, name = desired.fields["page_context"], desired.fields["name"]
-    found = list(session.exec(select(Event).where(Event.page_context == page, Event.name == name).limit(2)))
-    if len(found) > 1:
-        raise InvalidInput(
-            f"Entry {desired.index}: several events are named {name[:60]!r} on {page}; give the entry its uid."
-        )
-    return found[0] if found else None
+_CHUNK = 500  # keys per IN (...)
+
+
+@dataclass
+class _Final:
+    """One event as the file leaves it: what the overlap guard and the writes read."""
+
+    uid: uuid.UUID
+    fields: dict[str, Any]  # event_fields() form
+    entry: int | None  # the file's entry (None: an event the file does not name)
+    created_at: Any = None
+    provisional: bool = False  # a uid made up for an entry without one: never named in a refusal
+    updated_at: datetime | None = None
+    is_active: bool = field(init=False)
+    is_default: bool = field(init=False)
+    start_date: datetime | None = field(init=False)
+    end_date: datetime | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.is_active = bool(self.fields["is_active"])
+        self.is_default = bool(self.fields["is_default"])
+        self.start_date = _when(self.fields["start_date"])
+        self.end_date = _when(self.fields["end_date"])
+
+    def label(self) -> str:
+        name = repr(self.fields["name"][:60])
+        if self.entry is None:
+            return f"event {self.uid} ({name})"
+        return f"entry {self.entry} ({name})"
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _load_current(session: Session, *, pages: set[str], uids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """The events the file can touch, as plain rows: those it names by uid and every event of its pages."""
+    table: sa.Table = Event.__table__  # type: ignore[attr-defined]
+    rows: dict[uuid.UUID, Any] = {}
+    for column, keys in ((table.c.uid, uids), (table.c.page_context, sorted(pages))):
+        for i in range(0, len(keys), _CHUNK):
+            query = sa.select(*table.columns).where(column.in_(keys[i : i + _CHUNK]))
+            for row in session.execute(query.order_by(table.c.created_at, table.c.uid)):
+                rows[row.uid] = row
+    return rows
+
+
+def _match_all(entries: list[Desired], current: dict[uuid.UUID, Any]) -> list[Any]:
+    """For each entry the event it describes (or None: to create), decided for the whole file before any
+    write, against the state before the file; an event is described by at most one entry."""
+    by_name: dict[tuple[str, str], list[Any]] = {}
+    for row in current.values():
+        by_name.setdefault((row.page_context, row.name), []).append(row)
+    claimed: dict[uuid.UUID, Desired] = {}
+    out: list[Any] = []
+    for d in entries:
+        if d.uid is not None:
+            row = current.get(d.uid)
+        else:
+            page, name = d.fields["page_context"], d.fields["name"]
+            found = by_name.get((page, name), [])
+            if len(found) > 1:
+                raise InvalidInput(
+                    f"Entry {d.index}: several events are named {name[:60]!r} on {page[:80]}; give the entry its uid."
+                )
+            row = found[0] if found else None
+        if row is not None:
+            other = claimed.get(row.uid)
+            if other is not None:
+                how = {True: "by uid", False: "by page and name"}
+                raise InvalidInput(
+                    f"Entries {other.index} ({how[other.uid is not None]}) and {d.index} "
+                    f"({how[d.uid is not None]}) both describe event {row.uid}; give entry "
+                    f"{(d if d.uid is None else other).index} its own uid or another name."
+                )
+            claimed[row.uid] = d
+        out.append(row)
+    return out
+
+
+def _check_categories(session: Session, entries: list[Desired]) -> None:
+    from eventctl.categories import check_known_categories
+
+    ids = [c for d in entries for c in d.fields["filters"].get("category_ids", [])]
+    try:
+        check_known_categories(session, ids)
+    except InvalidInput:
+        for d in entries:  # name the first entry that holds an unknown one
+            try:
+                check_known_categories(session, d.fields["filters"].get("category_ids", []))
+            except InvalidInput as exc:
+                raise InvalidInput(f"Entry {d.index}: {exc.message}") from None
+        raise
 
 
 def apply(
@@ -190,85 +268,133 @@ def apply(
     allow_overlap: bool = False,
     now: datetime | None = None,
 ) -> Plan:
-    """Plan and (unless ``dry_run``) carry out, in the caller's transaction (all or nothing)."""
+    """Plan, check and (unless ``dry_run``) carry out, in the caller's transaction (all or nothing).
+
+    The plan and every check (matching, categories, the overlap guard on the final state) are made
+    in memory from one read of the events the file can touch, under one lock on every page; a dry
+    run stops just before the writes, so it refuses exactly what the real run refuses. The writes
+    are bulk statements (linear in the file), one audit entry per change, one counter bump.
+    """
     from eventctl import events as core
-    from eventctl.shapes import EventUpdate
 
     now = now or utcnow()
+    core.lock_all_pages(session)  # one lock slot, however many pages (max_locks_per_transaction)
     pages = {d.fields["page_context"] for d in entries}
-    matched = [(d, _match(session, d)) for d in entries]
-    core.lock_pages(session, *pages, *(e.page_context for _, e in matched if e is not None))
+    current = _load_current(session, pages=pages, uids=[d.uid for d in entries if d.uid is not None])
+    matched = _match_all(entries, current)
     changes: list[Change] = []
-    touched: list[Event] = []
-    for desired, event in matched:
+    final: dict[uuid.UUID, _Final] = {
+        uid: _Final(uid, event_fields(row), None, row.created_at) for uid, row in current.items()
+    }
+    writes: list[tuple[str, _Final, dict[str, Any] | None]] = []  # action, final state, before
+    for desired, row in zip(entries, matched, strict=True):
         name, page = desired.fields["name"], desired.fields["page_context"]
-        if event is None:
-            changes.append(Change("create", str(desired.uid) if desired.uid else None, page, name))
-            if not dry_run:
-                made = core.create_event(
-                    session, data=desired.data, actor=actor, via="apply", allow_overlap=True, uid=desired.uid, now=now
-                )
-                changes[-1].uid = str(made.uid)
-                touched.append(made)
+        if row is None:
+            uid = desired.uid or uuid.uuid4()
+            made = _Final(uid, {"uid": str(uid), **desired.fields}, desired.index, now, desired.uid is None, now)
+            final[uid] = made
+            writes.append(("create", made, None))
+            shown = str(uid) if desired.uid is not None or not dry_run else None
+            changes.append(Change("create", shown, page, name))
             continue
-        current = event_fields(event)
-        diff = {k: [current[k], desired.fields[k]] for k in _SETTABLE if current[k] != desired.fields[k]}
+        before = event_fields(row)
+        after = {**before, **desired.fields}
+        final[row.uid] = _Final(row.uid, after, desired.index, row.created_at, updated_at=max(now, row.updated_at))
+        diff = {k: [before[k], after[k]] for k in _SETTABLE if before[k] != after[k]}
         if not diff:
-            changes.append(Change("unchanged", str(event.uid), page, name))
+            changes.append(Change("unchanged", str(row.uid), page, name))
             continue
-        changes.append(Change("update", str(event.uid), page, name, diff))
-        if not dry_run:
-            values = {k: getattr(desired.data, k) for k in diff}
-            update = EventUpdate.model_validate({k: _as_input(v) for k, v in values.items()})
-            touched.append(
-                core.update_event(
-                    session, ref=str(event.uid), changes=update, actor=actor, via="apply", allow_overlap=True, now=now
-                )
-            )
+        changes.append(Change("update", str(row.uid), page, name, diff))
+        writes.append(("update", final[row.uid], before))
     if prune:
-        named = {c.uid for c in changes if c.uid}
-        stale = session.exec(
-            select(Event).where(col(Event.page_context).in_(sorted(pages))).order_by(col(Event.created_at))
-        ).all()
-        for event in stale:
-            if str(event.uid) in named:
-                continue
-            changes.append(Change("delete", str(event.uid), event.page_context, event.name))
-            if not dry_run:
-                core.delete_event(session, ref=str(event.uid), actor=actor, via="apply", now=now)
-    if not dry_run and not allow_overlap:
-        _guard_final_state(session, touched, now=now)
+        named = {row.uid for row in matched if row is not None}
+        for uid, row in current.items():
+            if row.page_context in pages and uid not in named:
+                changes.append(Change("delete", str(uid), row.page_context, row.name))
+                writes.append(("delete", final.pop(uid), event_fields(row)))
+    _check_categories(session, [d for d, row in zip(entries, matched, strict=True) if _writes_filters(d, row)])
+    if not allow_overlap:
+        _guard_final_state([w for a, w, _ in writes if a != "delete"], final, now=now)
+    if not dry_run and writes:
+        _write(session, writes, actor=actor, now=now)
     return Plan(dry_run=dry_run, changes=changes)
 
 
-def _as_input(value: Any) -> Any:
-    """EventCreate values back into EventUpdate's input (filters as their JSON)."""
-    from eventctl.filters import RecordReviewFilters
-
-    return value.to_json() if isinstance(value, RecordReviewFilters) else value
+def _writes_filters(desired: Desired, row: Any) -> bool:
+    return row is None or canonical_filters(row.filters) != desired.fields["filters"]
 
 
-def _guard_final_state(session: Session, touched: list[Event], *, now: datetime) -> None:
-    """The overlap guard over the state the whole file leaves, for each event it created or changed."""
-    from eventctl.errors import Conflict
-    from eventctl.events import check_overlap
-    from eventctl.timeparse import as_utc
+def _guard_final_state(touched: list[_Final], final: dict[uuid.UUID, _Final], *, now: datetime) -> None:
+    """The overlap guard (``events.overlapping``) over the state the whole file leaves, for each event it
+    creates or changes; a refusal names the file's entries (and the uids of events it does not name)."""
+    from eventctl.events import overlap_message, overlapping
 
+    by_page: dict[str, list[_Final]] = {}
+    for event in sorted(final.values(), key=lambda e: (e.created_at, str(e.uid))):
+        by_page.setdefault(event.fields["page_context"], []).append(event)
     for event in touched:
         if not event.is_active:
             continue
-        try:
-            check_overlap(
-                session,
-                page=event.page_context,
-                start=as_utc(event.start_date),
-                end=as_utc(event.end_date),
-                is_default=event.is_default,
-                exclude=event.uid,
-                now=now,
-            )
-        except Conflict as exc:
-            raise OverlapConflict(f"{event.name[:60]!r}: {exc.message}", exc.uids) from None
+        page = event.fields["page_context"]
+        others = overlapping(
+            by_page.get(page, []),
+            start=event.start_date,
+            end=event.end_date,
+            is_default=event.is_default,
+            exclude=event.uid,
+            now=now,
+        )
+        if others:
+            uids = [str(o.uid) for o in others if not o.provisional]
+            message = overlap_message(page, event.is_default, [o.label() for o in others])
+            raise OverlapConflict(f"{event.label()[0].upper()}{event.label()[1:]}: {message}", uids)
+
+
+def _row(event: _Final) -> dict[str, Any]:
+    """Column values of an event's final state."""
+    out = {k: event.fields[k] for k in _SETTABLE}
+    out.update(start_date=event.start_date, end_date=event.end_date, updated_at=event.updated_at)
+    return out
+
+
+def _write(
+    session: Session, writes: list[tuple[str, _Final, dict[str, Any] | None]], *, actor: str, now: datetime
+) -> None:
+    """The plan as bulk statements: deletes, updates by primary key, inserts, the audit entries in plan
+    order, and one change-counter bump (with NOTIFY) naming every page before and after."""
+    from eventctl.events import bump_version
+    from eventctl.models import AuditEntry
+
+    table: sa.Table = Event.__table__  # type: ignore[attr-defined]
+    gone = [w.uid for action, w, _ in writes if action == "delete"]
+    for i in range(0, len(gone), _CHUNK):
+        session.execute(sa.delete(table).where(table.c.uid.in_(gone[i : i + _CHUNK])))
+    updates = [_row(w) | {"b_uid": w.uid} for action, w, _ in writes if action == "update"]
+    if updates:
+        settable: dict[str, Any] = {k: sa.bindparam(k) for k in (*_SETTABLE, "updated_at")}
+        session.execute(sa.update(table).where(table.c.uid == sa.bindparam("b_uid")).values(settable), updates)
+    created = [_row(w) | {"uid": w.uid, "created_by": actor, "created_at": now} for a, w, _ in writes if a == "create"]
+    if created:
+        session.execute(sa.insert(table), created)
+    session.execute(
+        sa.insert(AuditEntry.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "at": now,
+                "actor": actor,
+                "via": "apply",
+                "action": action,
+                "uid": w.uid,
+                "page_context": (w.fields if action != "delete" else before or w.fields)["page_context"],
+                "before": before,
+                "after": w.fields if action != "delete" else None,
+            }
+            for action, w, before in writes
+        ],
+    )
+    pages = {w.fields["page_context"] for _, w, _ in writes}
+    pages |= {before["page_context"] for _, _, before in writes if before is not None}
+    bump_version(session, pages)
 
 
 # ---------------------------------------------------------------- export

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from sqlmodel import Session, col, select
 from eventctl import audit
 from eventctl.db import time_expr, time_param
 from eventctl.errors import Conflict, InvalidInput, NotFound, OverlapConflict
-from eventctl.models import STATUS_CHOICES, ChangeCounter, Event, W, event_fields, status_at
+from eventctl.models import STATUS_CHOICES, ChangeCounter, Event, W, Window, event_fields, status_at
 from eventctl.routes import require_route
 from eventctl.text import excerpt
 from eventctl.timeparse import as_utc, utcnow
@@ -30,6 +31,7 @@ MIN_PREFIX = 8
 MAX_ROWS = 2**62  # any offset or limit beyond this is a typo, and would not fit the databases' integers
 # pg_advisory_xact_lock(class, key): our class id keeps clear of other apps' locks.
 _LOCK_CLASS = 0x45564E54  # "EVNT"
+_ALL_PAGES_CLASS = 0x45564E41  # "EVNA": (class, 0) shared by every writer, exclusive for a bulk writer
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 
@@ -233,14 +235,60 @@ def _notify_payloads(pages: list[str], limit: int = 7000) -> list[str]:
 def lock_pages(session: Session, *pages: str) -> None:
     """Serialize writers per page on PostgreSQL (SQLite already holds the write lock).
 
-    Pages are locked in sorted order, so two writers never wait on each other crosswise.
+    A writer first takes the class-wide lock shared (``lock_all_pages`` takes it exclusive,
+    so a bulk writer needs one lock slot, not one per page), then its pages in sorted
+    order, so two writers never wait on each other crosswise.
     """
     if _dialect(session) != "postgresql":
         return
+    session.execute(sa.text("SELECT pg_advisory_xact_lock_shared(:cls, 0)"), {"cls": _ALL_PAGES_CLASS})
     for page in sorted(set(pages)):
         session.execute(
             sa.text("SELECT pg_advisory_xact_lock(:cls, hashtext(:page))"), {"cls": _LOCK_CLASS, "page": page}
         )
+
+
+def lock_all_pages(session: Session) -> None:
+    """Every page at once, for a writer of many pages (``apply``): one lock, held to the end of the
+    transaction; writers of single events wait for it, readers never do."""
+    if _dialect(session) == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:cls, 0)"), {"cls": _ALL_PAGES_CLASS})
+
+
+def windows_overlap(a_start: datetime | None, a_end: datetime | None, b: Window) -> bool:
+    """Whether [a_start, a_end) meets b's window (None: unbounded)."""
+    b_start, b_end = as_utc(b.start_date), as_utc(b.end_date)
+    starts_before_a_ends = a_end is None or b_start is None or b_start < a_end
+    return starts_before_a_ends and (a_start is None or b_end is None or b_end > a_start)
+
+
+def overlapping(
+    others: Iterable[W],
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    is_default: bool,
+    exclude: object | None,
+    now: datetime,
+) -> list[W]:
+    """SPEC §2's overlap rule: the other active events of the page whose window meets this one from
+    now on. Campaigns count against campaigns, a page default only against other defaults."""
+    if end is not None and end <= now:
+        return []  # never live again: no overlap can matter
+    return [
+        o
+        for o in others
+        if o.is_active
+        and bool(o.is_default) == is_default
+        and o.uid != exclude
+        and windows_overlap(now, None, o)
+        and windows_overlap(start, end, o)
+    ]
+
+
+def overlap_message(page: str, is_default: bool, names: list[str]) -> str:
+    kind = "default event(s)" if is_default else "event(s)"
+    return f"The window overlaps {len(names)} active {kind} on {page}: {', '.join(names)}."
 
 
 def check_overlap(
@@ -253,33 +301,24 @@ def check_overlap(
     exclude: uuid.UUID | None,
     now: datetime,
 ) -> None:
-    """Refuse a window that overlaps another active event of the page from now on.
-
-    Campaigns are checked against campaigns, a page default only against other defaults.
-    """
+    """Refuse a window that overlaps another active event of the page from now on (``overlapping``)."""
     if end is not None and end <= now:
-        return  # never live again: no overlap can matter
-    other_start, other_end = _stored_time(session, Event.start_date), _stored_time(session, Event.end_date)
-    clauses: list[Any] = [
-        Event.page_context == page,
-        col(Event.is_active).is_(True),
-        col(Event.is_default).is_(is_default),
-        sa.or_(col(Event.end_date).is_(None), other_end > _time_value(session, now)),
-    ]
-    if end is not None:
-        clauses.append(sa.or_(col(Event.start_date).is_(None), other_start < _time_value(session, end)))
-    if start is not None:
-        clauses.append(sa.or_(col(Event.end_date).is_(None), other_end > _time_value(session, start)))
-    if exclude is not None:
-        clauses.append(Event.uid != exclude)
-    others = session.exec(select(Event.uid).where(*clauses).order_by(col(Event.created_at))).all()
-    if others:
-        uids = [str(u) for u in others]
-        kind = "default event(s)" if is_default else "event(s)"
-        raise OverlapConflict(
-            f"The window overlaps {len(uids)} active {kind} on {page}: {', '.join(uids)}.",
-            uids,
+        return
+    table: sa.Table = Event.__table__  # type: ignore[attr-defined]
+    candidates = session.execute(
+        sa.select(table.c.uid, table.c.is_active, table.c.is_default, table.c.start_date, table.c.end_date)
+        .where(
+            col(Event.page_context) == page,
+            col(Event.is_active).is_(True),
+            col(Event.is_default).is_(is_default),
+            sa.or_(col(Event.end_date).is_(None), _stored_time(session, Event.end_date) > _time_value(session, now)),
         )
+        .order_by(col(Event.created_at), col(Event.uid))
+    ).all()
+    others = overlapping(candidates, start=start, end=end, is_default=is_default, exclude=exclude, now=now)
+    if others:
+        uids = [str(o.uid) for o in others]
+        raise OverlapConflict(overlap_message(page, is_default, uids), uids)
 
 
 def _validate_categories(session: Session, filters: dict[str, Any]) -> None:

@@ -19,12 +19,22 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from eventctl.errors import InvalidInput
 from eventctl.text import check_text
 
-MAX_FILTERS_BYTES = 64 * 1024  # a --filters file or body larger than this is not a filter set
+MAX_FILTERS_BYTES = 64 * 1024  # filters serialized (and a --filters file) larger than this are not a filter set
+_KIB = f"{MAX_FILTERS_BYTES // 1024} KiB"
 
 
 class MediaType(StrEnum):
@@ -134,6 +144,23 @@ class RecordReviewFilters(BaseModel):
             return out  # pydantic refuses the rest with a 422 / exit 2
         return list(dict.fromkeys(out))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded_lists(cls, value: Any) -> Any:
+        # before any per-item work: a list this long cannot serialize within MAX_FILTERS_BYTES
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, list) and len(item) > MAX_FILTERS_BYTES // 4:
+                    raise ValueError(f"{str(key)[:40]} has {len(item):,} items; filters are at most {_KIB} serialized")
+        return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RecordReviewFilters:
+        size = len(json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")).encode())
+        if size > MAX_FILTERS_BYTES:
+            raise ValueError(f"the filters take {size:,} bytes serialized; at most {_KIB}")
+        return self
+
     def to_json(self) -> dict[str, Any]:
         """The JSON-safe dict that is persisted and sent; unset keys are omitted."""
         return self.model_dump(mode="json", exclude_none=True)
@@ -179,12 +206,9 @@ def parse_filters(data: Any) -> RecordReviewFilters:
 
 
 def parse_filters_json(text: str, *, source: str = "--filters") -> RecordReviewFilters:
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        msg = getattr(exc, "msg", "too deeply nested")
-        raise InvalidInput(f"{source} is not valid JSON ({msg}).") from None
-    return parse_filters(data)
+    from eventctl.documents import load_json
+
+    return parse_filters(load_json(text, source=source))
 
 
 def filters_json_schema() -> dict[str, Any]:

@@ -93,7 +93,7 @@ def test_apply_updates_field_by_field_and_prunes(cli, db_url, tmp_path):
         ('[{"name": "A", "page_context": "/p", "start_date": "2030-01-01T09:00"}]', "entry 1"),  # no offset
         ('[{"name": "A", "page_context": "/p"}, {"name": "A", "page_context": "/p/"}]', "entry 2"),
         ('{"name": "A"}', "must hold a list"),
-        ("- !!python/object/apply:os.system ['touch pwned']", "not valid YAML"),
+        ("- !!python/object/apply:os.system ['touch pwned']", "YAML tag '!!python/object/apply:os.system'"),
         ("- {name: A, page_context: /p, uid: nope}", "not a UUID"),
         ("[1, 2]", "entry 1 is not a mapping"),
         ("- name: [unclosed", "not valid YAML"),

@@ -46,7 +46,8 @@ def apply(
     actor = default_actor(st.settings, created_by)
     source = "stdin" if file == "-" else repr(file[:200])
     text = read_bounded(file, limit=declarative.MAX_FILE_BYTES, what="the file")
-    entries = declarative.validate_entries(declarative.parse_document(text, source=source), source=source)
+    document = declarative.parse_document(text, source=source, name=None if file == "-" else file)
+    entries = declarative.validate_entries(document, source=source)
     with write_session(st.engine()) as session:
         plan = declarative.apply(
             session, entries=entries, prune=prune, dry_run=dry_run, actor=actor, allow_overlap=allow_overlap
