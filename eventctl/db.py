@@ -20,6 +20,7 @@ from eventctl.errors import InvalidInput
 CONNECT_TIMEOUT = 5
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_OPTION = "eventctl_write"  # execution option: BEGIN IMMEDIATE on SQLite
+NOWAIT_OPTION = "eventctl_nowait"  # execution option: on SQLite, fail at once rather than wait for a writer
 
 
 class TZDateTime(sa.types.TypeDecorator[datetime]):
@@ -173,6 +174,21 @@ def prepare_sqlite_file(url: str, *, create: bool, private: bool) -> None:
         ) from None
 
 
+def _use_wal(cur: Any) -> None:
+    """Write-ahead logging, so readers (``list``, ``/readyz``, uncached ``/current`` pages) never wait for a
+    writer, however long its transaction (a large ``apply``). The mode is kept in the file: this switches
+    a database once, without waiting (a database busy or read-only now is switched by a later process)."""
+    import sqlite3
+
+    if cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    cur.execute("PRAGMA busy_timeout = 0")  # the caller sets the real timeout afterwards
+    try:
+        cur.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError:
+        pass
+
+
 def _install_sqlite_hooks(engine: Engine) -> None:
     """Let SQLAlchemy own transactions so writers can BEGIN IMMEDIATE (take the lock first)."""
 
@@ -180,14 +196,23 @@ def _install_sqlite_hooks(engine: Engine) -> None:
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys = ON")
+        _use_wal(cur)
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        immediate = conn.get_execution_options().get(WRITE_OPTION)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(NOWAIT_OPTION):
+            conn.exec_driver_sql("PRAGMA busy_timeout = 0")  # set back when the connection returns to the pool
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checkin(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.close()
 
 
 @contextmanager
@@ -197,10 +222,14 @@ def read_session(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def write_session(engine: Engine) -> Iterator[Session]:
-    """A transaction that holds the database write lock on SQLite from its first statement."""
+def write_session(engine: Engine, *, wait: bool = True) -> Iterator[Session]:
+    """A transaction that holds the database write lock on SQLite from its first statement.
+
+    ``wait=False``: for a write that may be skipped (a token's last use), fail at once with
+    OperationalError when another writer holds SQLite, instead of waiting the busy timeout.
+    """
     with Session(engine, expire_on_commit=False) as session:
-        session.connection(execution_options={WRITE_OPTION: True})
+        session.connection(execution_options={WRITE_OPTION: True, NOWAIT_OPTION: not wait})
         try:
             yield session
             session.commit()

@@ -23,7 +23,7 @@ from eventctl.errors import InvalidInput, OverlapConflict
 from eventctl.models import EVENT_FIELDS, Event, canonical_filters, event_fields
 from eventctl.timeparse import utcnow
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_FILE_BYTES = 64 * 1024 * 1024  # ~150,000 exported events; read and bounded before any parsing
 _SETTABLE = tuple(k for k in EVENT_FIELDS if k != "uid")
 
 
@@ -48,14 +48,13 @@ def parse_document(text: str, *, source: str, name: str | None = None) -> list[d
     return data
 
 
-@dataclass
+@dataclass(slots=True)
 class Desired:
     """One entry of the file, validated: the full state of one event."""
 
     index: int
     uid: uuid.UUID | None
     fields: dict[str, Any]  # JSON-safe, as event_fields() gives them (without uid)
-    data: Any  # shapes.EventCreate
 
 
 def validate_entries(entries: list[dict[str, Any]], *, source: str) -> list[Desired]:
@@ -89,7 +88,7 @@ def validate_entries(entries: list[dict[str, Any]], *, source: str) -> list[Desi
             if uid in seen_uids:
                 raise InvalidInput(f"{where}: uid {uid} is already entry {seen_uids[uid]}.")
             seen_uids[uid] = i
-        out.append(Desired(index=i, uid=uid, fields=fields, data=data))
+        out.append(Desired(index=i, uid=uid, fields=fields))
     _refuse_ambiguous_names(out, source=source)
     return out
 
@@ -330,7 +329,8 @@ def _guard_final_state(touched: list[_Final], final: dict[uuid.UUID, _Final], *,
     from eventctl.events import overlap_message, overlapping
 
     by_page: dict[str, list[_Final]] = {}
-    for event in sorted(final.values(), key=lambda e: (e.created_at, str(e.uid))):
+    # oldest first; the file's new events in the file's order (their uids are made up: no order)
+    for event in sorted(final.values(), key=lambda e: (e.created_at, e.entry or 0, str(e.uid))):
         by_page.setdefault(event.fields["page_context"], []).append(event)
     for event in touched:
         if not event.is_active:

@@ -152,6 +152,11 @@ def convert_db_error(exc: BaseException) -> EventctlError:
         )
     if sqlstate == "42P01" or "no such table" in text or "no such column" in text or sqlstate == "42703":
         return SchemaNotAtHead("The database schema is not at head; run 'eventctl db upgrade'.", cause=cause)
+    if sqlstate.startswith("53") or "out of shared memory" in text:  # insufficient_resources: a server limit
+        limit = " (lock slots: its max_locks_per_transaction setting)" if "shared memory" in text else ""
+        return DatabaseUnavailable(
+            f"The database server ran out of a resource{limit}: {cause[:120]}; nothing was written.", cause=cause
+        )
     if isinstance(exc, sa_exc.IntegrityError):
         return Conflict("A concurrent change got there first; nothing was written.", [], cause=cause)
     if isinstance(exc, sa_exc.DataError):

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from eventctl.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from eventctl.models import ApiToken
-from eventctl.timeparse import isoformat
+from eventctl.timeparse import as_utc, isoformat
 
 TOKEN_PREFIX = "evt_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -82,8 +82,12 @@ def parse_bearer(header: str | None) -> str:
     return token
 
 
-def verify_token(session: Session, *, token: str, now: datetime) -> str:
-    """The name of the active token, compared in constant time; else Unauthorized."""
+TOUCH_INTERVAL = timedelta(minutes=1)  # last_used_at is kept to the minute: not a write per request
+
+
+def verify_token(session: Session, *, token: str, now: datetime) -> tuple[str, bool]:
+    """The name of the active token, compared in constant time, and whether its ``last_used_at`` is
+    older than ``TOUCH_INTERVAL`` (``touch_token`` then records the use); else Unauthorized."""
     match = _TOKEN.match(token)
     if not match:
         raise Unauthorized("Invalid bearer token.")
@@ -92,9 +96,22 @@ def verify_token(session: Session, *, token: str, now: datetime) -> str:
     ok = hmac.compare_digest(expected.encode("ascii"), _hash(token).encode("ascii"))
     if row is None or not ok or row.revoked_at is not None:
         raise Unauthorized("Invalid bearer token.")
-    row.last_used_at = now
-    session.add(row)
-    return row.name
+    last = as_utc(row.last_used_at)
+    return row.name, last is None or now - last >= TOUCH_INTERVAL
+
+
+def touch_token(session: Session, *, name: str, now: datetime) -> None:
+    """Record a use (a short write that gives way at once to a writer holding the database)."""
+    import sqlalchemy as sa
+
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SET LOCAL lock_timeout = '100ms'"))
+    session.execute(
+        sa.update(ApiToken)
+        .where(col(ApiToken.name) == name)
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def token_to_json(row: ApiToken) -> dict[str, Any]:

@@ -194,7 +194,7 @@ def test_import_people_output_and_dry_run(cli, db_url, tmp_path):
 
 @pytest.mark.parametrize(
     ("source", "message"),
-    [("/dev/zero", "larger than 16384 KiB"), ("binary", "not UTF-8"), ("/nonexistent/cats.json", "Cannot read")],
+    [("/dev/zero", "larger than 16 MiB"), ("binary", "not UTF-8"), ("/nonexistent/cats.json", "Cannot read")],
 )
 def test_unreadable_files_refused(cli, db_url, tmp_path, source, message):
     if source == "binary":

@@ -104,7 +104,8 @@ def read_bounded(path: str, *, limit: int, what: str) -> str:
     except OSError as exc:
         raise InvalidInput(f"Cannot read {what} {path[:200]!r}: {exc.strerror or type(exc).__name__}.") from None
     if len(data) > limit:
-        raise InvalidInput(f"{what} {path[:200]!r} is larger than {limit // 1024} KiB.")
+        size = f"{limit // 2**20} MiB" if limit >= 2**20 else f"{limit // 1024} KiB"
+        raise InvalidInput(f"{what} {path[:200]!r} is larger than {size}.")
     if isinstance(data, str):
         return data
     try:

@@ -46,8 +46,10 @@ def apply(
     actor = default_actor(st.settings, created_by)
     source = "stdin" if file == "-" else repr(file[:200])
     text = read_bounded(file, limit=declarative.MAX_FILE_BYTES, what="the file")
-    document = declarative.parse_document(text, source=source, name=None if file == "-" else file)
-    entries = declarative.validate_entries(document, source=source)
+    entries = declarative.validate_entries(
+        declarative.parse_document(text, source=source, name=None if file == "-" else file), source=source
+    )
+    del text  # the entries are all that is needed from here on (a 64 MiB file is not kept twice)
     with write_session(st.engine()) as session:
         plan = declarative.apply(
             session, entries=entries, prune=prune, dry_run=dry_run, actor=actor, allow_overlap=allow_overlap
