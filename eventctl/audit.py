@@ -4,42 +4,51 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from eventctl.models import VIAS, AuditEntry, Event, event_fields
+from eventctl.models import VIAS, AuditEntry
 from eventctl.timeparse import isoformat
 
 
-def record(
-    session: Session,
-    *,
-    action: str,
-    actor: str,
-    via: str,
-    before: dict[str, Any] | None,
-    after: Event | None,
-    at: datetime,
-) -> None:
-    """Append one entry. ``before`` is the event's fields as they were (None on create)."""
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One change to one event: its fields (``event_fields``) before (None: created) and after (None: deleted)."""
+
+    action: str  # create, update, delete
+    uid: uuid.UUID
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    def pages(self) -> set[str]:
+        return {d["page_context"] for d in (self.before, self.after) if d is not None}
+
+
+def insert(session: Session, writes: list[Write], *, actor: str, via: str, at: datetime) -> None:
+    """One entry per write, in one statement (an executemany: no ORM object per entry)."""
     if via not in VIAS:
         raise ValueError(f"unknown via {via!r}")
-    fields_after = event_fields(after) if after is not None else None
-    subject = fields_after or before
-    assert subject is not None
-    session.add(
-        AuditEntry(
-            at=at,
-            actor=actor,
-            via=via,
-            action=action,
-            uid=uuid.UUID(subject["uid"]),
-            page_context=subject["page_context"],
-            before=before,
-            after=fields_after,
-        )
+    if not writes:
+        return
+    session.execute(
+        sa.insert(AuditEntry.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "at": at,
+                "actor": actor,
+                "via": via,
+                "action": w.action,
+                "uid": w.uid,
+                "page_context": (w.after or w.before or {})["page_context"],
+                "before": w.before,
+                "after": w.after,
+            }
+            for w in writes
+        ],
     )
 
 

@@ -360,10 +360,10 @@ def _row(event: _Final) -> dict[str, Any]:
 def _write(
     session: Session, writes: list[tuple[str, _Final, dict[str, Any] | None]], *, actor: str, now: datetime
 ) -> None:
-    """The plan as bulk statements: deletes, updates by primary key, inserts, the audit entries in plan
-    order, and one change-counter bump (with NOTIFY) naming every page before and after."""
-    from eventctl.events import bump_version
-    from eventctl.models import AuditEntry
+    """The plan as bulk statements: deletes, updates by primary key, inserts; then ``record_writes``
+    (the audit entries in plan order, one change-counter bump and NOTIFY naming every page)."""
+    from eventctl.audit import Write
+    from eventctl.events import record_writes
 
     table: sa.Table = Event.__table__  # type: ignore[attr-defined]
     gone = [w.uid for action, w, _ in writes if action == "delete"]
@@ -376,25 +376,8 @@ def _write(
     created = [_row(w) | {"uid": w.uid, "created_by": actor, "created_at": now} for a, w, _ in writes if a == "create"]
     if created:
         session.execute(sa.insert(table), created)
-    session.execute(
-        sa.insert(AuditEntry.__table__),  # type: ignore[attr-defined]
-        [
-            {
-                "at": now,
-                "actor": actor,
-                "via": "apply",
-                "action": action,
-                "uid": w.uid,
-                "page_context": (w.fields if action != "delete" else before or w.fields)["page_context"],
-                "before": before,
-                "after": w.fields if action != "delete" else None,
-            }
-            for action, w, before in writes
-        ],
-    )
-    pages = {w.fields["page_context"] for _, w, _ in writes}
-    pages |= {before["page_context"] for _, _, before in writes if before is not None}
-    bump_version(session, pages)
+    changes = [Write(action, w.uid, before, w.fields if action != "delete" else None) for action, w, before in writes]
+    record_writes(session, changes, actor=actor, via="apply", at=now)
 
 
 # ---------------------------------------------------------------- export

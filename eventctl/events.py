@@ -366,11 +366,32 @@ def create_event(
             raise Conflict(f"An event with uid {uid} already exists.", [str(uid)])
         event.uid = uid
     session.add(event)
-    record_write(session, action="create", actor=actor, via=via, before=None, after=event, at=now)
+    _record_write(session, action="create", actor=actor, via=via, before=None, after=event, at=now)
     return event
 
 
-def record_write(
+_WRITTEN = "eventctl.pages_written"  # Session.info key: the pages this session's writes touched
+
+
+def record_writes(session: Session, writes: list[audit.Write], *, actor: str, via: str, at: datetime) -> frozenset[str]:
+    """What every write does in its transaction, for every writer (CLI, HTTP, apply, cleanup): one audit
+    entry per change, one change-counter bump and NOTIFY naming the pages. Returns the pages touched
+    (also kept for ``pages_written``, so the web layer invalidates exactly what the core wrote)."""
+    if not writes:
+        return frozenset()
+    audit.insert(session, writes, actor=actor, via=via, at=at)
+    pages = frozenset(p for w in writes for p in w.pages())
+    bump_version(session, pages)
+    session.info.setdefault(_WRITTEN, set()).update(pages)
+    return pages
+
+
+def pages_written(session: Session) -> frozenset[str]:
+    """Every page a write in this session touched (before and after a move)."""
+    return frozenset(session.info.get(_WRITTEN, ()))
+
+
+def _record_write(
     session: Session,
     *,
     action: str,
@@ -380,12 +401,10 @@ def record_write(
     after: Event | None,
     at: datetime,
 ) -> None:
-    """What every write does in its transaction: the audit entry, the change counter, the NOTIFY."""
     session.flush()
-    audit.record(session, action=action, actor=actor, via=via, before=before, after=after, at=at)
-    pages = {p for p in ((before or {}).get("page_context"), after.page_context if after else None) if p}
-    bump_version(session, pages)
-    session.flush()
+    subject = after.uid if after is not None else uuid.UUID(before["uid"])  # type: ignore[index]
+    write = audit.Write(action, subject, before, event_fields(after) if after is not None else None)
+    record_writes(session, [write], actor=actor, via=via, at=at)
 
 
 def _lock_event(session: Session, ref: str, pages: set[str]) -> Event:
@@ -454,7 +473,7 @@ def update_event(
         setattr(event, key, value)
     event.updated_at = max(now, as_utc(event.updated_at) or now)
     session.add(event)
-    record_write(session, action="update", actor=actor, via=via, before=before, after=event, at=now)
+    _record_write(session, action="update", actor=actor, via=via, before=before, after=event, at=now)
     return event
 
 
@@ -462,7 +481,7 @@ def delete_event(session: Session, *, ref: str, actor: str, via: str, now: datet
     event = _lock_event(session, ref, set())
     before = event_fields(event)
     session.delete(event)
-    record_write(session, action="delete", actor=actor, via=via, before=before, after=None, at=now or utcnow())
+    _record_write(session, action="delete", actor=actor, via=via, before=before, after=None, at=now or utcnow())
     return event
 
 

@@ -301,6 +301,7 @@ def _event_batch(
     from sqlmodel import col, select
 
     from eventctl import events as core
+    from eventctl.audit import Write
     from eventctl.db import read_session, write_session
     from eventctl.models import Event, event_fields
     from eventctl.timeparse import utcnow
@@ -324,58 +325,9 @@ def _event_batch(
         ).all()
         if gone:
             # the rows as the DELETE removed them (Row has the attributes event_fields reads)
-            befores = [event_fields(row) for row in gone]  # type: ignore[arg-type]
-            _audit_deletes(session, dialect, befores, actor=actor, at=utcnow())
-            core.bump_version(session, {b["page_context"] for b in befores})
+            writes = [Write("delete", row.uid, event_fields(row), None) for row in gone]  # type: ignore[arg-type]
+            core.record_writes(session, writes, actor=actor, via="cleanup", at=utcnow())
         return rows[-1][0], sorted(row.uid for row in gone)
-
-
-def _audit_deletes(session: Any, dialect: str, befores: list[dict[str, Any]], *, actor: str, at: datetime) -> None:
-    """One audit entry per deleted event, as ``audit.record(action="delete", via="cleanup")`` writes it.
-
-    Written in one statement per batch (``audit.record`` builds an ORM object per
-    entry: 200,000 of them took minutes): on PostgreSQL an INSERT … SELECT over
-    jsonb_array_elements() of one JSON parameter, on SQLite an executemany.
-    """
-    import sqlalchemy as sa
-
-    from eventctl.models import VIAS, AuditEntry
-
-    assert "cleanup" in VIAS
-    table: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
-    fixed = {"at": at, "actor": actor, "via": "cleanup", "action": "delete"}
-    if dialect != "postgresql":
-        session.execute(
-            sa.insert(table),
-            [
-                {**fixed, "uid": uuid.UUID(b["uid"]), "page_context": b["page_context"], "before": b, "after": None}
-                for b in befores
-            ],
-        )
-        return
-    from sqlalchemy.dialects.postgresql import JSONB
-
-    c = table.c
-    # one parameter: the batch's before-documents as a JSON array; uid and page come from each
-    document = json.dumps(befores, separators=(",", ":"))
-    each = (
-        sa.func.jsonb_array_elements(sa.cast(sa.bindparam("befores", document, type_=sa.Text()), JSONB()))
-        .table_valued("value")
-        .render_derived()
-    )
-    rows = sa.select(
-        sa.bindparam("at", at, type_=c.at.type),
-        sa.bindparam("actor", actor, type_=c.actor.type),
-        sa.bindparam("via", "cleanup", type_=c.via.type),
-        sa.bindparam("action", "delete", type_=c.action.type),
-        sa.cast(each.c.value.op("->>")("uid"), sa.Uuid()),
-        each.c.value.op("->>")("page_context"),
-        each.c.value,
-        sa.bindparam("after", None, type_=c.after.type),
-    )
-    session.execute(
-        sa.insert(table).from_select(["at", "actor", "via", "action", "uid", "page_context", "before", "after"], rows)
-    )
 
 
 # ------------------------------------------------------------------ uploads

@@ -191,3 +191,43 @@ def test_one_error_table_drives_both_edges(cls, tmp_path, monkeypatch):
     assert answer.status_code == cls.http_status
     assert answer.json() == _instance(cls).http_body()
     assert "10.9.9.9" not in answer.text  # the cause is for the operator's log only
+
+
+def _calls(path: Path) -> list[tuple[str | None, str, int]]:
+    """(enclosing function, called name as written — ``f`` or ``mod.f`` —, line) for every call in a module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out = []
+
+    def visit(node: ast.AST, func: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                visit(child, child.name)
+                continue
+            if isinstance(child, ast.Call):
+                f = child.func
+                if isinstance(f, ast.Attribute):
+                    name = f"{f.value.id}.{f.attr}" if isinstance(f.value, ast.Name) else f.attr
+                else:
+                    name = f.id if isinstance(f, ast.Name) else ""
+                out.append((func, name, child.lineno))
+            visit(child, func)
+
+    visit(tree, None)
+    return out
+
+
+def test_every_writer_records_its_writes_through_one_function():
+    """The audit entry, the change counter and NOTIFY are made by ``events.record_writes`` alone:
+    no writer (CLI, HTTP, apply, cleanup) inserts audit entries or bumps the counter by hand."""
+    callers = set()
+    for name, path in _modules().items():
+        text = path.read_text(encoding="utf-8").splitlines()
+        for func, called, line in _calls(path):
+            if called.rpartition(".")[2] in ("bump_version", "record") or called == "audit.insert":
+                callers.add((name, func, called))
+            if called.endswith("insert") and name != "eventctl.audit":
+                assert "AuditEntry" not in text[line - 1], f"{name}:{line} writes audit entries by hand"
+    assert callers == {
+        ("eventctl.events", "record_writes", "audit.insert"),
+        ("eventctl.events", "record_writes", "bump_version"),
+    }

@@ -395,11 +395,11 @@ def test_actor_defaults_to_the_os_user(db_url, engine, monkeypatch):
 def test_a_batch_is_one_transaction_with_its_audit_entries(db_url, engine, monkeypatch):
     """The audit write of the second batch fails: that batch's deletes roll back with it,
     the first batch stays (deleted, audited, counted), and the report says so (exit 1)."""
-    from eventctl import maintenance
+    from eventctl import audit, maintenance
 
     uids = _insert_many(engine, 5)
     monkeypatch.setattr(maintenance, "EVENT_BATCH", 2)
-    real, calls = maintenance._audit_deletes, []
+    real, calls = audit.insert, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -407,7 +407,7 @@ def test_a_batch_is_one_transaction_with_its_audit_entries(db_url, engine, monke
             raise sa.exc.OperationalError("INSERT INTO eventctl_audit", {}, Exception("server closed the connection"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(maintenance, "_audit_deletes", failing)
+    monkeypatch.setattr(audit, "insert", failing)
     before = _version(engine)
     r = make_cli(db_url)("cleanup", "--json")
     assert r.exit_code == 1

@@ -177,16 +177,27 @@ def test_history_records_every_write_and_outlives_the_event(cli, db_url, tmp_pat
     assert cli("history", "--since", "yesterday-ish").exit_code == 2
 
 
-def test_an_audit_write_failure_rolls_back_the_change(cli, db_url, monkeypatch):
+@pytest.mark.parametrize("writer", ["create", "apply", "cleanup"])
+def test_an_audit_write_failure_rolls_back_the_change(cli, db_url, monkeypatch, tmp_path, writer):
+    """Every writer goes through the one write path (audit entry, counter, NOTIFY): when its audit
+    write fails, the change itself is rolled back."""
     from eventctl import audit
+
+    assert cli("create", "--name", "Old", "--page", "/old", "--start", "-30d", "--end", "-20d").exit_code == 0
+    before = (count_rows(db_url, "events"), count_rows(db_url, "eventctl_audit"))
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("audit table is gone")
 
-    monkeypatch.setattr(audit, "record", broken)
-    r = cli("create", "--name", "X", "--page", "/x")
-    assert r.exit_code == 1 and "Traceback" not in r.stderr
-    assert count_rows(db_url, "events") == 0
+    monkeypatch.setattr(audit, "insert", broken)
+    args = {
+        "create": ("create", "--name", "X", "--page", "/x"),
+        "apply": ("apply", write(tmp_path, "f.json", [{"name": "X", "page_context": "/x"}])),
+        "cleanup": ("cleanup", "--older-than", "1d"),
+    }[writer]
+    r = cli(*args)
+    assert r.exit_code == 1 and "Traceback" not in r.stderr, r.stderr
+    assert (count_rows(db_url, "events"), count_rows(db_url, "eventctl_audit")) == before
 
 
 def test_history_from_every_writer_cli_http_apply_cleanup(cli, db_url, tmp_path):

@@ -57,6 +57,14 @@ def _event(event: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(event_to_json(event, utcnow()), status)
 
 
+def _commit(session: WriteSession, service: CurrentServiceDep) -> None:
+    """Commit, then drop from the /current cache every page the core's writes touched (``pages_written``:
+    before and after a move), so no route has to know which pages a write can reach."""
+    pages = core.pages_written(session)
+    session.commit()
+    service.invalidate(pages)
+
+
 @router.post("/", status_code=201, response_model=EventPublic, responses=responses(400, 401, 409, 413, 503))
 def create_event(
     data: EventCreate,
@@ -66,8 +74,7 @@ def create_event(
     allow_overlap: AllowOverlap = False,
 ) -> JSONResponse:
     event = core.create_event(session, data=data, actor=actor, via="http", allow_overlap=allow_overlap)
-    session.commit()
-    service.invalidate([event.page_context])
+    _commit(session, service)
     return _event(event, 201)
 
 
@@ -126,16 +133,13 @@ def update_event(
     service: CurrentServiceDep,
     allow_overlap: AllowOverlap = False,
 ) -> JSONResponse:
-    before = core.get_event(session, ref=uid).page_context
     event = core.update_event(session, ref=uid, changes=changes, actor=actor, via="http", allow_overlap=allow_overlap)
-    session.commit()
-    service.invalidate({before, event.page_context})
+    _commit(session, service)
     return _event(event)
 
 
 @router.delete("/{uid:uid}", status_code=204, responses=responses(401, 404, 503))
 def delete_event(uid: Uid, session: WriteSession, actor: AdminActor, service: CurrentServiceDep) -> Response:
-    event = core.delete_event(session, ref=uid, actor=actor, via="http")
-    session.commit()
-    service.invalidate([event.page_context])
+    core.delete_event(session, ref=uid, actor=actor, via="http")
+    _commit(session, service)
     return Response(status_code=204)
