@@ -3,6 +3,8 @@ and a refused command changes nothing — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -162,3 +164,60 @@ def test_hostile_files(cli, rows, tmp_path):
         before = rows()
         _check(cli, rows, argv, before)
         assert cli(*argv).exit_code == 2, argv
+
+
+FIELDS = ["uid", "name", "page_context", "description", "filters", "limit", "is_active", "is_default",
+          "start_date", "end_date", "colour"]  # fmt: skip
+SCALARS = [
+    "!!binary G1sySg==", "!!binary L3Agcw==", "!!str plain", "!!int 7", "!!float 1.5", "!!set {a, b}",
+    "!!omap [{a: 1}]", "!!timestamp 2030-01-01", "!custom x", "*anchor", "*bomb", "&fresh x", "12", "-1", "1e309",
+    ".nan", "true", "null", "~", "[a, b]", "{lock: true}", "{lock: true, lock: false}", "{media_type: [audio]}",
+    "2030-01-01T00:00:00Z", "/review/audio", "doc_digitization", "00000000-0000-0000-0000-000000000000",
+]  # fmt: skip
+yaml_value = st.one_of(st.sampled_from(SCALARS), st.sampled_from(HOSTILE[:24]).map(lambda s: json.dumps(s)[:2000]))
+yaml_entry = st.lists(st.tuples(st.sampled_from(FIELDS), yaml_value), max_size=8)
+json_value = st.one_of(
+    st.sampled_from(HOSTILE[:24]), st.integers(-(2**70), 2**70), st.booleans(), st.none(), st.floats(),
+    st.lists(st.sampled_from(["audio", "\x00", "Telugu"]), max_size=3), st.just({"lock": True}),
+)  # fmt: skip
+json_entry = st.lists(st.tuples(st.sampled_from(FIELDS), json_value), max_size=8)
+
+
+def _yaml_document(entries: list[list[tuple[str, str]]]) -> str:
+    head = "anchors:\n- &anchor x\n- &bomb [&l1 [a, a, a, a], [*l1, *l1, *l1, *l1]]\nevents:\n"
+    body = "".join("- {" + ", ".join(f"{k}: {v}" for k, v in e) + "}\n" if e else "- {}\n" for e in entries)
+    return head + body
+
+
+def _json_document(entries: list[list[tuple[str, object]]]) -> str:
+    # written by hand so that duplicate keys survive; json.dumps escapes every value
+    return (
+        "[" + ", ".join("{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in e) + "}" for e in entries) + "]"
+    )
+
+
+def test_generated_files(cli, rows, tmp_path, backend):
+    """Generated YAML and JSON files: tags, duplicate keys, aliases, hostile scalars, wrong types."""
+    cli("create", "--name", "Existing", "--page", "/existing")
+
+    @settings(max_examples=40 if backend == "sqlite" else 15, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+    @given(yaml_entries=st.lists(yaml_entry, max_size=3), json_entries=st.lists(json_entry, max_size=3))
+    def sweep(yaml_entries, json_entries) -> None:
+        for name, text in (("f.yaml", _yaml_document(yaml_entries)), ("f.json", _json_document(json_entries))):
+            path = tmp_path / name
+            path.write_text(text, encoding="utf-8", errors="surrogatepass")
+            for extra in ((), ("--dry-run",), ("--prune",)):
+                _check(cli, rows, ["apply", str(path), *extra], rows())
+        _stored_text_is_clean(cli)
+
+    sweep()
+
+
+def _stored_text_is_clean(cli) -> None:
+    """Whatever a file got past the checks: no control character in a name, every page as lookup normalizes it."""
+    from eventctl.routes import require_route
+
+    for event in cli("list", "--json").json():
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in event["name"]), event["name"][:80]
+        assert require_route(event["page_context"]) == event["page_context"], event["page_context"][:80]
