@@ -186,16 +186,6 @@ def _listing(fd: int) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: e.name)
 
 
-def _open_listed(name: str, dfd: int) -> tuple[int, Iterator[os.DirEntry[str]]]:
-    """Open a subdirectory (never through a link) and list it; nothing left open on failure."""
-    sub = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-    try:
-        return sub, iter(_listing(sub))
-    except BaseException:
-        os.close(sub)
-        raise
-
-
 def _too_deep() -> str:
     return f"more than {MAX_DEPTH} directory levels deep; not entered"
 
@@ -222,10 +212,6 @@ def _recheck(dialect: str, cutoff: datetime) -> Any:
     planned is kept; on SQLite the batch holds the write lock from its SELECT on.
     """
     return _expired(dialect, cutoff)
-
-
-def _planned_batch(uids: list[uuid.UUID]) -> None:
-    """Called between a batch's SELECT and its DELETE (tests widen the race window here)."""
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -318,7 +304,6 @@ def _event_batch(
         planned = [uid for uid, end in rows if end is not None and is_older(end, cutoff)]
         if dry_run or not planned:
             return rows[-1][0], planned
-        _planned_batch(planned)
         table: sa.Table = Event.__table__  # type: ignore[attr-defined]
         gone = session.execute(
             sa.delete(table).where(table.c.uid.in_(planned), _recheck(dialect, cutoff)).returning(*table.c)
@@ -348,9 +333,11 @@ class _Dir:
 
 
 def _open_dir(
-    parent_fd: int | None, name: str, rel: str, *, cutoff: datetime, lock: bool, report: SourceReport
+    parent_fd: int | None, name: str, rel: str, *, cutoff: datetime | None, lock: bool, report: SourceReport
 ) -> _Dir | None:
-    """Open and list one directory (never through a link); None when skipped (errors reported)."""
+    """Open and list one directory (never through a link); None when skipped (errors reported).
+
+    ``lock``: skip it while a writer holds an flock on it; ``cutoff``: note whether it is itself old."""
     try:
         fd = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
     except OSError as exc:
@@ -361,7 +348,7 @@ def _open_dir(
         if lock and not _try_lock(fd):
             os.close(fd)
             return None  # a writer holds it: skip the whole directory
-        own_old = is_older(mtime_utc(os.fstat(fd)), cutoff)
+        own_old = cutoff is not None and is_older(mtime_utc(os.fstat(fd)), cutoff)
         entries = _listing(fd)
     except OSError as exc:
         os.close(fd)
@@ -371,6 +358,61 @@ def _open_dir(
         os.close(fd)
         raise
     return _Dir(fd=fd, rel=rel, name=name, entries=entries, own_old=own_old)
+
+
+class _Stop(Exception):
+    """Raised by a walk's callback to end the walk early (its directories are closed)."""
+
+
+def _walk(
+    top: _Dir,
+    report: SourceReport,
+    *,
+    on_entry: Callable[[_Dir, os.DirEntry[str], str, os.stat_result], _Dir | None],
+    on_leave: Callable[[_Dir, _Dir], None] = lambda parent, child: None,
+) -> None:
+    """The one directory walk of cleanup: depth first below ``top`` (already open; left open), through
+    directory fds so a path swapped for a link mid-run is never followed, at most MAX_DEPTH levels.
+
+    ``on_entry(dir, entry, path, lstat)`` sees every entry; it returns the opened child ``_Dir``
+    to descend into (``_open_dir``), or None. ``on_leave(parent, child)`` runs once a child's
+    entries are done and its fd closed. Entries that vanish are passed over; one that cannot be
+    read or is too deep is an error of the report (counted as ``remaining`` of its directory).
+    A callback ends the walk early by raising ``_Stop``.
+    """
+    stack = [top]
+    try:
+        while stack:
+            here = stack[-1]
+            if here.pos == len(here.entries):
+                stack.pop()
+                if stack:
+                    os.close(here.fd)
+                    on_leave(stack[-1], here)
+                continue
+            entry = here.entries[here.pos]
+            here.pos += 1
+            path = f"{here.rel}/{entry.name}" if here.rel else entry.name
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                report.error(path, exc, doing="read")
+                here.remaining += 1
+                continue
+            if stat.S_ISDIR(st.st_mode) and len(stack) > MAX_DEPTH:
+                report.error(path, _too_deep(), doing="enter")
+                here.remaining += 1
+                continue
+            sub = on_entry(here, entry, path, st)
+            if sub is not None:
+                stack.append(sub)
+    except _Stop:
+        pass
+    finally:
+        for d in stack[1:]:
+            os.close(d.fd)
 
 
 def cleanup_uploads(root: Path, *, cutoff: datetime, dry_run: bool, progress: Progress | None = None) -> SourceReport:
@@ -383,59 +425,38 @@ def cleanup_uploads(root: Path, *, cutoff: datetime, dry_run: bool, progress: Pr
     top = _open_dir(None, str(root), "", cutoff=cutoff, lock=False, report=report)
     if top is None:
         return report
-    stack = [top]
+
+    def on_entry(here: _Dir, entry: os.DirEntry[str], path: str, st: os.stat_result) -> _Dir | None:
+        if stat.S_ISDIR(st.st_mode):
+            sub = _open_dir(here.fd, entry.name, path, cutoff=cutoff, lock=True, report=report)
+            if sub is None:
+                here.remaining += 1
+            return sub
+        if not stat.S_ISREG(st.st_mode):
+            here.remaining += 1  # symlinks, sockets, fifos: never touched
+            return None
+        report.scanned += 1
+        if progress:
+            progress("uploads", 1)
+        if is_older(mtime_utc(st), cutoff) and _remove_file(here.fd, entry.name, path, st, dry_run, report):
+            here.removed += 1
+        else:
+            here.remaining += 1
+        return None
+
+    def on_leave(parent: _Dir, child: _Dir) -> None:
+        empty = child.remaining == 0 and (child.removed > 0 or child.own_old)
+        if empty and _remove_dir(parent.fd, child.name, child.rel, dry_run=dry_run, report=report):
+            parent.removed += 1
+        else:
+            parent.remaining += 1
+
     try:
-        while stack:
-            here = stack[-1]
-            if here.pos == len(here.entries):
-                stack.pop()
-                os.close(here.fd)
-                if stack:
-                    parent = stack[-1]
-                    empty = here.remaining == 0 and (here.removed > 0 or here.own_old)
-                    if empty and _remove_dir(parent.fd, here.name, here.rel, dry_run=dry_run, report=report):
-                        parent.removed += 1
-                    else:
-                        parent.remaining += 1
-                continue
-            entry = here.entries[here.pos]
-            here.pos += 1
-            name = entry.name
-            path = f"{here.rel}/{name}" if here.rel else name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                report.error(path, exc, doing="read")
-                here.remaining += 1
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                if len(stack) > MAX_DEPTH:
-                    report.error(path, _too_deep(), doing="enter")
-                    here.remaining += 1
-                    continue
-                sub = _open_dir(here.fd, name, path, cutoff=cutoff, lock=True, report=report)
-                if sub is None:
-                    here.remaining += 1
-                else:
-                    stack.append(sub)
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                here.remaining += 1  # symlinks, sockets, fifos: never touched
-                continue
-            report.scanned += 1
-            if progress:
-                progress("uploads", 1)
-            if is_older(mtime_utc(st), cutoff) and _remove_file(here.fd, name, path, st, dry_run, report):
-                here.removed += 1
-            else:
-                here.remaining += 1
+        _walk(top, report, on_entry=on_entry, on_leave=on_leave)
     except Exception as exc:  # noqa: BLE001 - never lose the report of what was already removed
-        report.error(stack[-1].rel or str(root) if stack else str(root), exc, doing="process")
+        report.error(str(root), exc, doing="process")
     finally:
-        for d in stack:
-            os.close(d.fd)
+        os.close(top.fd)
     return report
 
 
@@ -562,92 +583,63 @@ def _old_tree_size(fd: int, rel: str, cutoff: datetime, report: SourceReport) ->
     """Total size of the regular files below fd when every entry (links not followed) is old.
 
     None keeps the upload: one entry is fresh, or a part cannot be read or is too deep
-    to judge (reported as an error).
+    to judge (reported as an error), or changed under us (judged next run).
     """
-    total = 0
-    stack: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []  # directories opened here
-    path = rel
-    try:
-        here: tuple[int, str, Iterator[os.DirEntry[str]]] = (fd, rel, iter(_listing(fd)))
-        while True:
-            dfd, drel, entries = stack[-1] if stack else here
-            entry = next(entries, None)
-            if entry is None:
-                if not stack:
-                    return total
-                os.close(stack.pop()[0])
-                continue
-            path = f"{drel}/{entry.name}"
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if not is_older(mtime_utc(st), cutoff):
-                return None
-            if stat.S_ISDIR(st.st_mode):
-                if len(stack) >= MAX_DEPTH:
-                    report.error(path, _too_deep(), doing="enter")
-                    return None
-                try:
-                    sub, listing = _open_listed(entry.name, dfd)
-                except OSError as exc:
-                    if exc.errno not in _GONE:
-                        raise
-                    return None  # changed under us: judge it next run
-                stack.append((sub, path, listing))
-            elif stat.S_ISREG(st.st_mode):
-                total += st.st_size
-    except OSError as exc:
-        report.error(path, exc, doing="read")
+    top = _open_dir(fd, ".", rel, cutoff=cutoff, lock=False, report=report)
+    if top is None:
         return None
+    errors, total, keep = report.errors, 0, False
+
+    def on_entry(here: _Dir, entry: os.DirEntry[str], path: str, st: os.stat_result) -> _Dir | None:
+        nonlocal total, keep
+        if not is_older(mtime_utc(st), cutoff):
+            keep = True
+            raise _Stop
+        if stat.S_ISDIR(st.st_mode):
+            sub = _open_dir(here.fd, entry.name, path, cutoff=cutoff, lock=False, report=report)
+            if sub is None:
+                keep = True
+                raise _Stop
+            return sub
+        if stat.S_ISREG(st.st_mode):
+            total += st.st_size
+        return None
+
+    try:
+        _walk(top, report, on_entry=on_entry)
     finally:
-        for sub, _, _ in stack:
-            os.close(sub)
+        os.close(top.fd)
+    return None if keep or report.errors > errors else total
 
 
 def _remove_tree(fd: int, rel: str, report: SourceReport) -> int:
     """Remove everything inside fd (links are unlinked, never followed). Returns failures."""
-    failures = 0
-    try:
-        top = (fd, rel, "", iter(_listing(fd)))
-    except OSError as exc:
-        report.error(rel, exc, doing="read")
+    top = _open_dir(fd, ".", rel, cutoff=None, lock=False, report=report)
+    if top is None:
         return 1
-    stack: list[tuple[int, str, str, Iterator[os.DirEntry[str]]]] = []  # directories opened here
+    errors = report.errors
+
+    def on_entry(here: _Dir, entry: os.DirEntry[str], path: str, st: os.stat_result) -> _Dir | None:
+        if stat.S_ISDIR(st.st_mode):
+            return _open_dir(here.fd, entry.name, path, cutoff=None, lock=False, report=report)
+        try:
+            os.unlink(entry.name, dir_fd=here.fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            report.error(path, exc)
+        return None
+
+    def on_leave(parent: _Dir, child: _Dir) -> None:
+        try:
+            os.rmdir(child.name, dir_fd=parent.fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            report.error(child.rel + "/", exc)
+
     try:
-        while True:
-            dfd, drel, _, entries = stack[-1] if stack else top
-            entry = next(entries, None)
-            if entry is None:
-                if not stack:
-                    return failures
-                sub, srel, sname, _ = stack.pop()
-                os.close(sub)
-                parent = stack[-1][0] if stack else fd
-                try:
-                    os.rmdir(sname, dir_fd=parent)
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    failures += 1
-                    report.error(srel + "/", exc)
-                continue
-            path = f"{drel}/{entry.name}"
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    if len(stack) >= MAX_DEPTH:
-                        failures += 1
-                        report.error(path, _too_deep(), doing="enter")
-                        continue
-                    sub, listing = _open_listed(entry.name, dfd)
-                    stack.append((sub, path, entry.name, listing))
-                else:
-                    os.unlink(entry.name, dir_fd=dfd)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                failures += 1
-                report.error(path, exc)
+        _walk(top, report, on_entry=on_entry, on_leave=on_leave)
     finally:
-        for sub, _, _, _ in stack:
-            os.close(sub)
+        os.close(top.fd)
+    return report.errors - errors

@@ -23,6 +23,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -109,10 +111,36 @@ def run_cleanup(engine: sa.Engine, *, batch_size: int):
 # ---------------------------------------------------------------- revived between SELECT and DELETE
 
 
+def _uids_of(parameters: object) -> list[uuid.UUID]:
+    values = parameters.values() if isinstance(parameters, dict) else parameters or ()
+    out = []
+    for value in values:  # type: ignore[union-attr]
+        try:
+            out.append(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+        except ValueError:
+            continue  # the cutoff
+    return out
+
+
+@contextmanager
+def before_cleanup_deletes(fn: Callable[[list[uuid.UUID]], object]) -> Iterator[None]:
+    """Run ``fn(planned uids)`` between a cleanup batch's SELECT and its DELETE, through SQLAlchemy's
+    public event API on every engine (no test hook in the product)."""
+
+    def listener(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("DELETE FROM EVENTS"):
+            fn(_uids_of(parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", listener)
+    try:
+        yield
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", listener)
+
+
 def hook_race(db_url: str, monkeypatch: pytest.MonkeyPatch, rounds: int) -> list[str]:
     """Each batch: between cleanup's SELECT and DELETE, another connection revives one planned
     event and commits. Returns the revived events that cleanup deleted (must be none)."""
-    from eventctl import maintenance
     from eventctl.db import make_engine
 
     cleaner, other = make_engine(db_url), make_engine(db_url)
@@ -127,8 +155,8 @@ def hook_race(db_url: str, monkeypatch: pytest.MonkeyPatch, rounds: int) -> list
                 assert revive(other, target)  # committed by another connection, mid-batch
                 revived.append(target)
 
-            monkeypatch.setattr(maintenance, "_planned_batch", between)
-            removed, errors, messages, items = run_cleanup(cleaner, batch_size=3)
+            with before_cleanup_deletes(between):
+                removed, errors, messages, items = run_cleanup(cleaner, batch_size=3)
             assert errors == 0, messages
             assert len(revived) == 3
             left = existing(cleaner)
@@ -179,10 +207,8 @@ def thread_race(db_url: str, monkeypatch: pytest.MonkeyPatch, rounds: int) -> tu
     """A reviver thread revives every event, in random order, while cleanup runs (its window
     between SELECT and DELETE widened by 3 ms). Returns (revived events that were deleted,
     how many revives committed)."""
-    from eventctl import maintenance
     from eventctl.db import make_engine
 
-    monkeypatch.setattr(maintenance, "_planned_batch", lambda planned: time.sleep(0.003))
     cleaner, other = make_engine(db_url), make_engine(db_url)
     lost: list[str] = []
     revives = 0
@@ -196,7 +222,8 @@ def thread_race(db_url: str, monkeypatch: pytest.MonkeyPatch, rounds: int) -> tu
             thread = threading.Thread(target=_revive_all, args=(other, order, revived, failures, start))
             thread.start()
             start.wait()
-            removed, errors, messages, items = run_cleanup(cleaner, batch_size=4)
+            with before_cleanup_deletes(lambda planned: time.sleep(0.003)):
+                removed, errors, messages, items = run_cleanup(cleaner, batch_size=4)
             thread.join(60)
             assert not failures, failures
             assert errors == 0, messages
@@ -237,7 +264,11 @@ CLEANUP_PROCESS = """\
 import os, sys, time
 from eventctl import maintenance
 maintenance.EVENT_BATCH = 250
-maintenance._planned_batch = lambda planned: time.sleep(0.02)  # keep the two runs overlapping
+import sqlalchemy
+sqlalchemy.event.listen(  # keep the two runs overlapping: a pause before each batch's DELETE
+    sqlalchemy.engine.Engine, "before_cursor_execute",
+    lambda conn, cur, statement, *rest: statement.startswith("DELETE FROM events") and time.sleep(0.02),
+)
 _lock = maintenance._try_lock
 maintenance._try_lock = lambda fd: time.sleep(0.001) or _lock(fd)  # each file and directory, too
 from eventctl.cli import main  # everything imported before the signal: the two start together
