@@ -118,7 +118,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             )
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, whatever the URL's default
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
-        connect_args["options"] = "-c timezone=UTC"
+        # Pooler-safe (PgBouncer in transaction mode, managed poolers): no startup ``options`` (poolers
+        # refuse them; times are aware values whatever the session's TimeZone, see TZDateTime) and no
+        # server-side prepared statements (each transaction may run on another server connection).
+        connect_args["prepare_threshold"] = None
         kwargs = {"pool_size": 5, "max_overflow": 5, **kwargs}
     else:
         raise InvalidInput(f"Unsupported database {backend!r}; use sqlite:/// or postgresql+psycopg://.")

@@ -23,6 +23,9 @@ from typer.testing import CliRunner
 PG_ADMIN_URL = os.environ.get("EVENTCTL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = bool(os.environ.get("CI")) or os.environ.get("EVENTCTL_REQUIRE_POSTGRES") == "1"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+# PostgreSQL reached through PgBouncer in transaction mode (tests/pg_topology.py): modules that
+# prove the pooler path opt in with ``pytest.mark.parametrize("backend", WITH_POOLER)``
+WITH_POOLER = [*BACKENDS, pytest.param("pgbouncer", marks=pytest.mark.postgres)]
 
 
 class PgServer:
@@ -111,9 +114,44 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return path
 
 
+def _require(what: str, lacking: list[str]) -> None:
+    if lacking:
+        message = f"{what} needs {', '.join(lacking)} (Debian: apt-get install pgbouncer postgresql)"
+        if REQUIRE_PG:
+            pytest.fail(f"{message}; required here (CI)")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server: PgServer) -> Iterator[Any]:
+    """PgBouncer (transaction mode) in front of the test PostgreSQL, for this worker's session."""
+    from pg_topology import PgBouncer, missing
+
+    _require("PgBouncer", missing("pgbouncer"))
+    bouncer = PgBouncer(pg_server.admin_url.port or 5432, host=pg_server.admin_url.host or "127.0.0.1")
+    bouncer.start()
+    yield bouncer
+    bouncer.close()
+
+
+@pytest.fixture(scope="session")
+def replicated() -> Iterator[Any]:
+    """A private primary and its hot-standby replica (pg_basebackup -R), for this worker's session."""
+    from pg_topology import Replicated, missing
+
+    _require("A replica", missing("initdb", "pg_ctl", "pg_basebackup"))
+    pair = Replicated()
+    yield pair
+    pair.close()
+
+
 @pytest.fixture
 def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> str:
     """A migrated, empty database of the parametrized backend."""
+    if backend == "pgbouncer":
+        url = request.getfixturevalue("pg_migrated_url")
+        _empty_tables(url)
+        return request.getfixturevalue("pgbouncer").url(sa.engine.make_url(url).database)
     if backend == "sqlite":
         import shutil
 

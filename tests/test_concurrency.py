@@ -10,9 +10,11 @@ import time
 
 import pytest
 
-from conftest import count_rows
+from conftest import WITH_POOLER, count_rows
 
 WRITERS = 6
+# the guard holds directly and through a transaction-mode pooler (advisory locks are transaction-scoped)
+pytestmark = pytest.mark.parametrize("backend", WITH_POOLER)
 
 
 def test_concurrent_cli_processes_only_one_wins(db_url, tmp_path):
@@ -86,17 +88,32 @@ def test_concurrent_threads_with_a_widened_race_window(db_url, monkeypatch):
     assert count_rows(db_url) == 1
 
 
-@pytest.mark.parametrize("allow", [True])
-def test_allow_overlap_writers_all_succeed(db_url, allow):
+def test_allow_overlap_writers_all_succeed_at_once(db_url):
+    """Concurrent writers that each pass --allow-overlap all succeed (the lock serializes, never refuses)."""
     from eventctl import events as core
     from eventctl.db import make_engine, write_session
     from eventctl.shapes import EventCreate
 
-    engine = make_engine(db_url)
-    for i in range(3):
-        with write_session(engine) as session:
-            core.create_event(
-                session, data=EventCreate(name=f"a{i}", page_context="/p"), actor="t", via="cli", allow_overlap=allow
-            )
-    engine.dispose()
-    assert count_rows(db_url) == 3
+    barrier = threading.Barrier(WRITERS)
+    outcomes: list[str] = []
+
+    def writer(i: int) -> None:
+        engine = make_engine(db_url)
+        try:
+            barrier.wait()
+            with write_session(engine) as session:
+                data = EventCreate(name=f"a{i}", page_context="/p")
+                core.create_event(session, data=data, actor="t", via="cli", allow_overlap=True)
+            outcomes.append("ok")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion
+            outcomes.append(repr(exc))
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(WRITERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert outcomes == ["ok"] * WRITERS
+    assert count_rows(db_url) == WRITERS
