@@ -117,3 +117,55 @@ def test_allow_overlap_writers_all_succeed_at_once(db_url):
         t.join(timeout=120)
     assert outcomes == ["ok"] * WRITERS
     assert count_rows(db_url) == WRITERS
+
+
+def _processes(db_url: str, tmp_path, argvs: list[list[str]]) -> list[tuple[int, str]]:
+    """Run eventctl commands as real processes released together; (exit code, stderr) of each."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
+    env["EVENTCTL_DATABASE_URL"] = db_url
+    go = tmp_path / f"go-{time.monotonic_ns()}"
+    ready = []
+    procs = []
+    for i, argv in enumerate(argvs):
+        flag = tmp_path / f"ready-{go.name}-{i}"
+        ready.append(flag)
+        script = (
+            "import os, sys, time\n"
+            "from eventctl.cli import main\n"
+            "import eventctl.declarative, eventctl.events, eventctl.db, sqlalchemy, psycopg\n"
+            f"open({str(flag)!r}, 'w').close()\n"
+            f"while not os.path.exists({str(go)!r}): time.sleep(0.002)\n"
+            f"sys.argv = ['eventctl', *{argv!r}]\n"
+            "main()\n"
+        )
+        procs.append(
+            subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        )
+    deadline = time.monotonic() + 60
+    while not all(f.exists() for f in ready) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    out = []
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        out.append((p.returncode, err.decode()))
+    return out
+
+
+@pytest.mark.slow
+def test_two_applies_and_a_create_on_one_page_at_once(db_url, tmp_path):
+    """Two files that each fit alone but overlap each other, and a create overlapping both, at once, many
+    rounds: exactly one writer wins each round, the others are refused (exit 3) and change nothing."""
+    import json
+
+    for round_ in range(4):
+        page = f"/race/{round_}"
+        files = []
+        for who in ("a", "b"):
+            path = tmp_path / f"{who}{round_}.json"
+            path.write_text(json.dumps([{"name": who, "page_context": page, "start_date": "2031-01-01T00:00:00Z"}]))
+            files.append(["apply", str(path)])
+        results = _processes(db_url, tmp_path, [*files, ["create", "--name", "c", "--page", page]])
+        codes = sorted(code for code, _ in results)
+        assert codes == [0, 3, 3], results
+        assert count_rows(db_url) == round_ + 1
