@@ -25,6 +25,9 @@ from eventctl.timeparse import utcnow
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # ~150,000 exported events; read and bounded before any parsing
 _SETTABLE = tuple(k for k in EVENT_FIELDS if k != "uid")
+# an entry may also say ``allow_overlap: true``: the overlap guard lets that event overlap (export
+# writes it where the database holds an overlap, so export -> apply -> export needs no flag)
+_FILE_KEYS = (*EVENT_FIELDS, "allow_overlap")
 
 
 # ---------------------------------------------------------------- reading files
@@ -55,6 +58,7 @@ class Desired:
     index: int
     uid: uuid.UUID | None
     fields: dict[str, Any]  # JSON-safe, as event_fields() gives them (without uid)
+    allow_overlap: bool = False  # the entry's own ``allow_overlap: true``: an overlap kept on purpose
 
 
 def validate_entries(entries: list[dict[str, Any]], *, source: str) -> list[Desired]:
@@ -65,14 +69,19 @@ def validate_entries(entries: list[dict[str, Any]], *, source: str) -> list[Desi
     seen_uids: dict[uuid.UUID, int] = {}
     for i, entry in enumerate(entries, start=1):
         where = f"{source} entry {i}"
-        unknown = [str(k)[:40] for k in entry if k not in EVENT_FIELDS]
+        unknown = [str(k)[:40] for k in entry if k not in _FILE_KEYS]
         if unknown:
-            raise InvalidInput(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(EVENT_FIELDS)}).")
-        raw = {k: v for k, v in entry.items() if k != "uid"}
+            raise InvalidInput(f"{where}: unknown key {unknown[0]!r} (keys: {', '.join(_FILE_KEYS)}).")
+        raw = {k: v for k, v in entry.items() if k not in ("uid", "allow_overlap")}
+        allow = entry.get("allow_overlap", False)
+        if not isinstance(allow, bool):
+            raise InvalidInput(f"{where}: allow_overlap must be true or false.")
         uid = None
         if entry.get("uid") is not None:
             try:
-                uid = uuid.UUID(str(entry["uid"]))
+                if not isinstance(entry["uid"], str):
+                    raise ValueError
+                uid = uuid.UUID(entry["uid"])
             except ValueError:
                 raise InvalidInput(f"{where}: uid {str(entry['uid'])[:40]!r} is not a UUID.") from None
         try:
@@ -88,7 +97,7 @@ def validate_entries(entries: list[dict[str, Any]], *, source: str) -> list[Desi
             if uid in seen_uids:
                 raise InvalidInput(f"{where}: uid {uid} is already entry {seen_uids[uid]}.")
             seen_uids[uid] = i
-        out.append(Desired(index=i, uid=uid, fields=fields))
+        out.append(Desired(index=i, uid=uid, fields=fields, allow_overlap=allow))
     _refuse_ambiguous_names(out, source=source)
     return out
 
@@ -175,6 +184,7 @@ class _Final:
     created_at: Any = None
     provisional: bool = False  # a uid made up for an entry without one: never named in a refusal
     updated_at: datetime | None = None
+    allow_overlap: bool = False
     is_active: bool = field(init=False)
     is_default: bool = field(init=False)
     start_date: datetime | None = field(init=False)
@@ -290,7 +300,15 @@ def apply(
         name, page = desired.fields["name"], desired.fields["page_context"]
         if row is None:
             uid = desired.uid or uuid.uuid4()
-            made = _Final(uid, {"uid": str(uid), **desired.fields}, desired.index, now, desired.uid is None, now)
+            made = _Final(
+                uid,
+                {"uid": str(uid), **desired.fields},
+                desired.index,
+                now,
+                desired.uid is None,
+                now,
+                desired.allow_overlap,
+            )
             final[uid] = made
             writes.append(("create", made, None))
             shown = str(uid) if desired.uid is not None or not dry_run else None
@@ -298,7 +316,14 @@ def apply(
             continue
         before = event_fields(row)
         after = {**before, **desired.fields}
-        final[row.uid] = _Final(row.uid, after, desired.index, row.created_at, updated_at=max(now, row.updated_at))
+        final[row.uid] = _Final(
+            row.uid,
+            after,
+            desired.index,
+            row.created_at,
+            updated_at=max(now, row.updated_at),
+            allow_overlap=desired.allow_overlap,
+        )
         diff = {k: [before[k], after[k]] for k in _SETTABLE if before[k] != after[k]}
         if not diff:
             changes.append(Change("unchanged", str(row.uid), page, name))
@@ -333,7 +358,7 @@ def _guard_final_state(touched: list[_Final], final: dict[uuid.UUID, _Final], *,
     for event in sorted(final.values(), key=lambda e: (e.created_at, e.entry or 0, str(e.uid))):
         by_page.setdefault(event.fields["page_context"], []).append(event)
     for event in touched:
-        if not event.is_active:
+        if not event.is_active or event.allow_overlap:
             continue
         page = event.fields["page_context"]
         others = overlapping(
@@ -384,12 +409,46 @@ def _write(
 
 
 def export_rows(session: Session, *, page: str | None, status: str, at: datetime) -> list[dict[str, Any]]:
-    """The events as ``apply`` reads them back, oldest first (a stable order for diffs)."""
-    from eventctl.events import list_query
+    """The events as ``apply`` reads them back, in a stable order (page, start — none first —, name,
+    uid), so export -> apply -> export is byte-identical; an event that overlaps another active event of
+    its page (kept on purpose, with --allow-overlap) says ``allow_overlap: true``."""
+    from eventctl.events import list_query, overlapping
 
     query = list_query(session, page=page, status=status, at=at).order_by(None)
-    query = query.order_by(col(Event.page_context), col(Event.created_at), col(Event.uid))
-    return [event_fields(e) for e in session.exec(query)]
+    query = query.order_by(
+        col(Event.page_context), col(Event.start_date).nulls_first(), col(Event.name), col(Event.uid)
+    )
+    rows = [event_fields(e) for e in session.exec(query)]
+    windows = _active_windows(session, sorted({r["page_context"] for r in rows}))
+    for row in rows:
+        mine = _Final(uuid.UUID(row["uid"]), row, None)
+        if mine.is_active and overlapping(
+            windows.get(row["page_context"], []),
+            start=mine.start_date,
+            end=mine.end_date,
+            is_default=mine.is_default,
+            exclude=mine.uid,
+            now=at,
+        ):
+            row["allow_overlap"] = True
+    return rows
+
+
+def _active_windows(session: Session, pages: list[str]) -> dict[str, list[Any]]:
+    table: sa.Table = Event.__table__  # type: ignore[attr-defined]
+    out: dict[str, list[Any]] = {}
+    for i in range(0, len(pages), _CHUNK):
+        query = sa.select(
+            table.c.uid,
+            table.c.page_context,
+            table.c.is_active,
+            table.c.is_default,
+            table.c.start_date,
+            table.c.end_date,
+        ).where(table.c.page_context.in_(pages[i : i + _CHUNK]), table.c.is_active.is_(True))
+        for row in session.execute(query):
+            out.setdefault(row.page_context, []).append(row)
+    return out
 
 
 def dump(rows: list[dict[str, Any]], *, fmt: str) -> str:

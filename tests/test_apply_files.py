@@ -244,3 +244,65 @@ def test_a_deep_json_document_is_refused(cli, db_url, tmp_path):
     for text in ("[" * 100 + "]" * 100, "[" * 100_000 + "]" * 100_000):
         r = cli("apply", write(tmp_path, "deep.json", text))
         assert r.exit_code == 2 and "levels deep" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- export -> apply -> export
+
+
+def test_export_apply_export_is_byte_identical_and_keeps_an_allowed_overlap(cli, db_url, tmp_path, backend, request):
+    from conftest import make_cli
+
+    runs = [
+        ("create", "--name", "B", "--page", "/p", "--start", "2031-01-02T00:00Z", "--end", "2031-01-05T00:00Z"),
+        ("create", "--name", "A", "--page", "/p", "--start", "2031-01-01T00:00Z", "--end", "2031-01-03T00:00Z",
+         "--allow-overlap"),
+        ("create", "--name", "Z", "--page", "/p", "--inactive"),  # no start: first among /p
+        ("create", "--name", "C", "--page", "/a", "--default"),
+    ]  # fmt: skip
+    for args in runs:
+        assert cli(*args).exit_code == 0
+    first = cli("export").stdout
+    assert first.count("allow_overlap: true") == 2, first  # A and B overlap (Z is inactive)
+    names = [line.split(": ", 1)[1] for line in first.splitlines() if line.startswith("  name: ")]
+    assert names == ["C", "Z", "A", "B"]  # page, then start (none first), then name
+    for fmt in ("yaml", "json"):
+        path = tmp_path / f"export.{fmt}"
+        path.write_text(cli("export", "--format", fmt).stdout)
+        other = make_cli(_fresh_url(backend, request, tmp_path / fmt))
+        r = other("apply", str(path))  # no --allow-overlap: the file says where it is meant
+        assert r.exit_code == 0, r.stderr
+        assert other("export", "--format", fmt).stdout == path.read_text()
+
+
+def _fresh_url(backend, request, where):
+    import shutil
+
+    if backend == "sqlite":
+        where.mkdir()
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), where / "e.db")
+        return f"sqlite:///{where / 'e.db'}"
+    from eventctl import migrate
+    from eventctl.db import make_engine
+
+    url = request.getfixturevalue("pg_server").create()
+    engine = make_engine(url)
+    migrate.upgrade(engine, "head")
+    engine.dispose()
+    return url
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_allow_overlap_in_a_file_is_a_boolean(cli, db_url, tmp_path, value):
+    doc = [{"name": "A", "page_context": "/p", "allow_overlap": value}]
+    r = cli("apply", write(tmp_path, "f.json", json.dumps(doc)))
+    assert r.exit_code == 2 and "allow_overlap must be true or false" in r.stderr, r.stderr
+
+
+def test_an_entry_without_allow_overlap_is_still_guarded(cli, db_url, tmp_path):
+    doc = [
+        {"name": "A", "page_context": "/p", "allow_overlap": True},
+        {"name": "B", "page_context": "/p"},
+    ]
+    r = cli("apply", write(tmp_path, "f.json", json.dumps(doc)))
+    assert r.exit_code == 3 and "Entry 2 ('B')" in r.stderr and "entry 1 ('A')" in r.stderr, r.stderr
+    assert count_rows(db_url) == 0
