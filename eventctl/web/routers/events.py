@@ -90,6 +90,23 @@ def list_events(
     return JSONResponse([event_to_json(event, now) for event in rows])
 
 
+class ServerInfo(BaseModel):
+    """What kind of server this is: how ``eventctl --api`` tells an eventctl serve from the platform's API."""
+
+    server: str
+    version: str
+    features: list[str]
+
+
+@router.get("/server", response_model=ServerInfo, responses=responses(401))
+def server_info(_actor: AdminActor) -> JSONResponse:
+    """``{"server": "eventctl", …}``; the platform's events API has no such route (its ``/{event_id}`` refuses it)."""
+    from eventctl import __version__
+
+    features = ["history", "is_default", "overlap_guard", "uid_prefix", "status_filter"]
+    return JSONResponse({"server": "eventctl", "version": __version__, "features": features})
+
+
 class AuditEntryOut(BaseModel):
     """One audit entry (SPEC §8): ``before`` is null on create, ``after`` null on delete."""
 
