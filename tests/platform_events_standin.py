@@ -68,6 +68,8 @@ class Knobs:
     html: bool = False  # every request answers a proxy's HTML page, 200
     writes_before_failure: int | None = None  # after this many writes, writes answer 502
     hold: threading.Event | None = None  # GET requests wait for this (a server that does not answer)
+    fail: dict[str, int] = field(default_factory=dict)  # method → the status (HTML body) it answers
+    list_answer: Any = None  # GET /api/v1/events/ answers this JSON instead (a wrong shape)
     requests: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -122,6 +124,10 @@ def create_app(state: PlatformEvents) -> FastAPI:
             return HTMLResponse("<html><body><h1>Sign in</h1></body></html>")
         if k.status is not None:
             return HTMLResponse(f"<html><body>{k.detail}</body></html>", status_code=k.status)
+        if request.method in k.fail:
+            return HTMLResponse("<html><body>Service Unavailable</body></html>", status_code=k.fail[request.method])
+        if k.list_answer is not None and request.method == "GET" and request.url.path == PREFIX + "/":
+            return JSONResponse(k.list_answer)
         if request.method in ("POST", "PUT", "DELETE") and k.writes_before_failure is not None:
             if state.writes >= k.writes_before_failure:
                 return HTMLResponse("<html><body>502 Bad Gateway</body></html>", status_code=502)
