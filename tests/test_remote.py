@@ -279,3 +279,17 @@ def test_page_default_refused_by_the_platform_only(target: Target) -> None:
         assert target.platform.events == {}
     else:
         assert made.exit_code == 0 and made.json()["is_default"] is True
+
+
+def test_apply_of_an_exported_file_from_elsewhere_runs_twice_without_duplicates(target: Target, tmp_path: Any) -> None:
+    """Entries carry uids the target has never seen (a file exported from another backend): the second
+    run matches what the first made (by uid, else by page and name) and changes nothing."""
+    doc = [{"uid": str(uuid.uuid4()), "name": "Moved", "page_context": "/m", "start_date": iso(timedelta(days=1))}]
+    path = tmp_path / "from-elsewhere.json"
+    path.write_text(json.dumps(doc))
+    first = target("apply", str(path), "--json")
+    assert first.exit_code == 0 and first.json()["created"] == 1, first.stderr
+    second = target("apply", str(path), "--json")
+    assert second.exit_code == 0, second.stderr
+    assert (second.json()["created"], second.json()["unchanged"]) == (0, 1)
+    assert len(target("list", "--json").json()) == 1
