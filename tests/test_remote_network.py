@@ -353,3 +353,17 @@ def test_uid_prefixes_work_against_the_platform(platform):
     shown = cli(url, "show", str(made["uid"])[:8], "--json")
     assert shown.exit_code == 0, shown.stderr
     assert shown.json()["uid"] == str(made["uid"])
+
+
+def test_apply_refuses_two_entries_matching_one_event(platform, tmp_path):
+    state, url = platform
+    made = state.add(name="A", page_context="/a")
+    doc = [
+        {"uid": str(made["uid"]), "name": "Renamed", "page_context": "/a"},
+        {"name": "A", "page_context": "/a", "limit": 30},
+    ]
+    path = tmp_path / "twice.json"
+    path.write_text(json.dumps(doc))
+    refused = cli(url, "apply", str(path))
+    assert refused.exit_code == 2 and "both match" in refused.stderr, refused.stderr
+    assert state.writes == 0

@@ -417,8 +417,16 @@ class RemoteBackend:
         settable = [k for k in EVENT_FIELDS if k != "uid"]
         changes: list[Change] = []
         work: list[tuple[Change, Desired | None, Event | None]] = []
+        claimed: dict[str, int] = {}  # each event is matched by at most one entry
         for desired in entries:
             event = self._match(desired, by_page)
+            if event is not None:
+                if str(event.uid) in claimed:
+                    raise InvalidInput(
+                        f"Entries {claimed[str(event.uid)]} and {desired.index} both match event {event.uid}; "
+                        "give each entry its own uid or name."
+                    )
+                claimed[str(event.uid)] = desired.index
             name, page = desired.fields["name"], desired.fields["page_context"]
             if event is None:
                 change = Change("create", str(desired.uid) if desired.uid else None, page, name)
