@@ -8,7 +8,6 @@ an apply cut off mid-way that is safe to run again.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
@@ -19,9 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from platform_events_standin import PlatformEvents, ServedApp, create_app
-from test_remote import ADMIN_TOKEN, run_cli
+from test_remote import run_cli
 
 SECRET = "tok-Zq8VERYSECRETs3cr3t"
 
@@ -76,9 +74,10 @@ def test_the_kind_of_server_is_detected(platform, served):
 
 @pytest.fixture
 def served(tmp_path, request) -> Iterator[tuple[str, str, str]]:
+    from test_remote import _db, _token
+
     from eventctl.config import Settings
     from eventctl.web.app import create_app as eventctl_app
-    from test_remote import _db, _token
 
     db_url = _db("sqlite", request, tmp_path)
     token = _token(db_url)
