@@ -366,3 +366,27 @@ def test_apply_refuses_two_entries_matching_one_event(platform, tmp_path):
     refused = cli(url, "apply", str(path))
     assert refused.exit_code == 2 and "both match" in refused.stderr, refused.stderr
     assert state.writes == 0
+
+
+def test_category_names_need_a_local_table_so_remote_takes_uids(platform):
+    state, url = platform
+    named = cli(url, "create", "--name", "A", "--page", "/p", "--category", "poetry")
+    assert named.exit_code == 2 and "is not a UUID" in named.stderr
+    cat = str(uuid.uuid4())
+    by_uid = cli(url, "create", "--name", "A", "--page", "/p", "--category", cat, "--json")
+    assert by_uid.exit_code == 0, by_uid.stderr
+    assert by_uid.json()["filters"] == {"category_ids": [cat]}
+    assert len(state.events) == 1
+
+
+def test_a_stored_token_goes_only_to_its_own_server(platform, tmp_path, monkeypatch):
+    _, url = platform
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert run_cli("login", "--api", url, "--name", "prod", input=SECRET + "\n").exit_code == 0
+    other = run_cli("--profile", "prod", "--api", "https://elsewhere.example.org", "list")
+    assert other.exit_code == 2 and "is for" in other.stderr
+    second = PlatformEvents()
+    second.admins[SECRET] = "would-accept-it"
+    with ServedApp(create_app(second)) as served:
+        unknown_server = run_cli("--api", served.url, "list")
+    assert unknown_server.exit_code == 6 and "no token was given" in unknown_server.stderr

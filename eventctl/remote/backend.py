@@ -382,14 +382,17 @@ class RemoteBackend:
         )
         return event_from_json(data, what="PUT /api/v1/events/{uid}")
 
-    def delete(self, event: Event, *, actor: str) -> Event:
-        self._actor_note(actor)
+    def _delete(self, uid: object) -> None:
         try:
-            self.client.json("DELETE", f"{EVENTS_PATH}{event.uid}", what="DELETE")
+            self.client.json("DELETE", f"{EVENTS_PATH}{uid}", what="DELETE")
         except NotFound:
             if self.client.last_attempts < 2:
                 raise
             # a retried DELETE whose first attempt went through: the event is gone, as asked
+
+    def delete(self, event: Event, *, actor: str) -> Event:
+        self._actor_note(actor)
+        self._delete(event.uid)
         if self.platform:
             event.is_active = False
             self.notes.append(
@@ -524,7 +527,7 @@ class RemoteBackend:
             for change, desired, event in todo:
                 if change.action == "delete":
                     assert event is not None
-                    self.client.json("DELETE", f"{EVENTS_PATH}{event.uid}", what="DELETE")
+                    self._delete(event.uid)
                 elif change.action == "update":
                     assert event is not None
                     body = {k: new for k, (_old, new) in change.fields.items()}

@@ -142,6 +142,11 @@ def resolve_connection(settings: Settings) -> Connection:
             )
     raw_url = settings.api_url or (login[1]["url"] if login else "")
     url = normalize_api_url(raw_url, source="--api", insecure_http=settings.api_insecure_http)
+    if login is not None and login[1]["url"] != url:  # a stored token goes only to the server it was made for
+        raise InvalidInput(
+            f"The stored login {for_terminal(login[0][:60])!r} is for {for_terminal(login[1]['url'])}, "
+            "not for --api / EVENTCTL_API_URL; give one of them."
+        )
     if login is None:
         login = find_login(url=url)
     token: str | None
