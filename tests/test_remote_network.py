@@ -390,3 +390,43 @@ def test_a_stored_token_goes_only_to_its_own_server(platform, tmp_path, monkeypa
     with ServedApp(create_app(second)) as served:
         unknown_server = run_cli("--api", served.url, "list")
     assert unknown_server.exit_code == 6 and "no token was given" in unknown_server.stderr
+
+
+def test_login_at_a_terminal_asks_without_echo(platform, tmp_path, monkeypatch):
+    import typer
+
+    from eventctl.cli import login as login_cli
+
+    _, url = platform
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    asked: list[dict[str, Any]] = []
+
+    def prompt(text: str, **kwargs: Any) -> str:
+        asked.append(kwargs)
+        return SECRET
+
+    monkeypatch.setattr(login_cli, "_interactive", lambda: True)
+    monkeypatch.setattr(typer, "prompt", prompt)
+    done = run_cli("login", "--api", url)
+    assert done.exit_code == 0, done.stderr
+    assert asked == [{"hide_input": True, "err": True}]
+    assert run_cli("--api", url, "list", "--json").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--api", "https://x\x1b[2J.example.org", "list"],
+        ["--api", "ftp://x.example.org", "list"],
+        ["--api", "https://", "list"],
+        ["--api", "https://x.example.org", "--timeout", "nan", "list"],
+        ["--api", "https://x.example.org", "--timeout", "abc", "list"],
+        ["--api", "https://x.example.org", "--connect-timeout", "-1", "list"],
+        ["--api", "https://x.example.org", "--token-file", "/nonexistent/token", "list"],
+    ],
+)
+def test_hostile_remote_options_are_one_sentence(args):
+    r = run_cli(*args, env={"EVENTCTL_API_RETRIES": "0"})
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.startswith("Error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert "\x1b" not in r.stderr

@@ -42,11 +42,12 @@ def login(ctx: typer.Context, api: ApiOpt = None, name: NameOpt = None) -> None:
     if not raw:
         raise InvalidInput("Give the server: eventctl login --api URL.")
     url = normalize_api_url(raw, source="--api", insecure_http=st.settings.api_insecure_http)
-    if sys.stdin.isatty():
+    asked = _interactive()
+    if asked:
         text = typer.prompt(f"API token for {for_terminal(url)}", hide_input=True, err=True)
     else:
         text = sys.stdin.readline(8193)
-    token = check_token(text, source="stdin" if not sys.stdin.isatty() else "the prompt")
+    token = check_token(text, source="the prompt" if asked else "stdin")
     from eventctl.remote.client import Connection
 
     conn = Connection(
@@ -74,6 +75,11 @@ def login(ctx: typer.Context, api: ApiOpt = None, name: NameOpt = None) -> None:
         f"Logged in to {for_terminal(url)} ({what}) as {for_terminal(login_name)!r}; "
         f"the token is stored in {for_terminal(str(path))} (readable by you only)."
     )
+
+
+def _interactive() -> bool:
+    """A person at a terminal: ask for the token without echo (else read it from stdin)."""
+    return sys.stdin.isatty()
 
 
 def httpx_host(url: str) -> str:
