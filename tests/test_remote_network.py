@@ -430,3 +430,15 @@ def test_hostile_remote_options_are_one_sentence(args):
     assert r.exit_code == 2, r.stderr
     assert r.stderr.startswith("Error: ") and len(r.stderr.strip().splitlines()) == 1
     assert "\x1b" not in r.stderr
+
+
+def test_an_answer_larger_than_the_api_ever_gives_is_refused(platform, monkeypatch):
+    from eventctl.remote import client
+
+    state, url = platform
+    for i in range(20):
+        state.add(name=f"event number {i}", page_context="/p")
+    monkeypatch.setattr(client, "MAX_ANSWER_BYTES", 2000)
+    big = cli(url, "list", "--json")
+    assert big.exit_code == 1, big.stderr
+    assert "more than" in big.stderr and big.stdout == ""

@@ -149,6 +149,9 @@ def _body(model: Any, *, only_set: bool) -> dict[str, Any]:
 
 
 class RemoteBackend:
+    """The ``actor`` the commands pass is not sent: a server records the token's owner as the one who
+    wrote (SPEC §1: over HTTP, the token's name; the platform: the user id of its JWT)."""
+
     def __init__(self, client: ApiClient) -> None:
         self.client = client
         self.notes: list[str] = []
@@ -343,7 +346,6 @@ class RemoteBackend:
                 self._guard(
                     page=data.page_context, start=data.start_date, end=data.end_date, exclude=None, now=utcnow()
                 )
-        self._actor_note(actor)
         made = self.client.json("POST", EVENTS_PATH, params=self._params(allow_overlap), body=body, what="POST")
         return event_from_json(made, what="POST /api/v1/events/")
 
@@ -376,7 +378,6 @@ class RemoteBackend:
             if active and moves and not allow_overlap:
                 page = body.get("page_context", event.page_context)
                 self._guard(page=page, start=start, end=end, exclude=event.uid, now=utcnow())
-        self._actor_note(actor)
         data = self.client.json(
             "PUT", f"{EVENTS_PATH}{event.uid}", params=self._params(allow_overlap), body=body, what="PUT"
         )
@@ -391,7 +392,6 @@ class RemoteBackend:
             # a retried DELETE whose first attempt went through: the event is gone, as asked
 
     def delete(self, event: Event, *, actor: str) -> Event:
-        self._actor_note(actor)
         self._delete(event.uid)
         if self.platform:
             event.is_active = False
@@ -399,9 +399,6 @@ class RemoteBackend:
                 f"Note: the platform deactivates rather than deletes: event {event.uid} stays, with is_active false."
             )
         return event
-
-    def _actor_note(self, actor: str) -> None:
-        del actor  # the server records the token's owner (SPEC §1: HTTP writes are by the token's name)
 
     # ------------------------------------------------------------ apply
 

@@ -44,6 +44,7 @@ SERVER_PATH = "/api/v1/events/server"  # answered by eventctl serve only: how th
 RETRY_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 DETAIL_CHARS = 200
+MAX_ANSWER_BYTES = 64 * 2**20  # a page of 200 events is at most ~15 MiB (filters ≤ 64 KiB each)
 MAX_BACKOFF = 2.0
 _TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
 _HTTP_HINT = re.compile(r"\s*Pass \?allow_overlap=true to allow it\.?\s*$")
@@ -241,7 +242,7 @@ class ApiClient:
         for attempt in range(last + 1):
             self.last_attempts = attempt + 1
             try:
-                response = self.http.request(method, path, params=params, json=json, headers=headers)
+                response = self._send(method, path, params=params, json=json, headers=headers)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent: safe for any method
                 if _is_tls(exc) or attempt == last:
                     raise self._network_failure(exc) from None
@@ -255,6 +256,27 @@ class ApiClient:
                     return response
             self.sleep(min(MAX_BACKOFF, 0.1 * 2**attempt))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; its answer read whole, but never more than MAX_ANSWER_BYTES."""
+        import httpx
+
+        request = self.http.build_request(method, path, **kwargs)
+        response = self.http.send(request, stream=True)
+        try:
+            body = bytearray()
+            for chunk in response.iter_bytes():  # decoded: a compressed bomb is counted as it unpacks
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise NotContract(
+                        f"{self.shown} answered {method} {for_terminal(path[:100])} with more than "
+                        f"{MAX_ANSWER_BYTES // 2**20} MiB, which the events API never does."
+                    )
+        finally:
+            response.close()
+        dropped = ("content-length", "content-encoding", "transfer-encoding")
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in dropped]
+        return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=request)
 
     def _network_failure(self, exc: Exception, *, sent: bool = False) -> EventctlError:
         import httpx
