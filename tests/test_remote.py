@@ -270,6 +270,16 @@ def test_timeline_and_history(target: Target) -> None:
         return
     assert history.exit_code == 0, history.stderr
     assert [h["action"] for h in history.json()] == ["update", "create"]
+    other = target("create", "--name", "B", "--page", "/q", "--json").json()
+    assert target("delete", other["uid"], "--yes").exit_code == 0
+    everything = target("history", "--json")
+    assert everything.exit_code == 0, everything.stderr
+    assert [(h["action"], h["uid"]) for h in everything.json()] == [
+        ("delete", other["uid"]), ("create", other["uid"]), ("update", made["uid"]), ("create", made["uid"]),
+    ]  # fmt: skip
+    assert [h["action"] for h in target("history", "--page", "/q", "--json").json()] == ["delete", "create"]
+    assert target("history", "--since", "+1h", "--json").json() == []
+    assert "Audio" not in target("history").stdout and "create" in target("history").stdout
 
 
 def test_page_default_refused_by_the_platform_only(target: Target) -> None:

@@ -136,6 +136,17 @@ INTENDED: list[tuple[tuple[str, str], Op, str]] = [
         "SPEC §4/§8: an event's audit trail for admins",
     ),
     (
+        ("/api/v1/events/history", "get"),
+        {
+            "new": {
+                "operationId": "all_history_api_v1_events_history_get",
+                "responses": {"200", "401", "422", "503"},
+                "parameters": {"query:page_context", "query:since", "query:skip", "query:limit"},
+            }
+        },
+        "SPEC §8/§10: the whole audit trail a page at a time, for eventctl --api URL history",
+    ),
+    (
         ("/api/v1/events/server", "get"),
         {
             "new": {

@@ -271,27 +271,40 @@ class RemoteBackend:
     def history(self, *, uid: str | None, page: str | None, since: datetime | None) -> Iterator[dict[str, Any]]:
         from eventctl.events import uid_key
         from eventctl.routes import require_route
-        from eventctl.timeparse import as_utc
+        from eventctl.timeparse import as_utc, isoformat
 
         if self.platform:
             raise InvalidInput("The platform's events API keeps no history: there is no audit trail to show.")
-        if uid is None:
-            raise InvalidInput(
-                "Over --api, history takes an event uid: an eventctl serve answers one event's trail "
-                "(GET /api/v1/events/{uid}/history)."
-            )
-        rows = self.client.json("GET", f"{EVENTS_PATH}{uid_key(uid)}/history", what="GET history")
-        if not isinstance(rows, list):
-            raise self.client.not_contract_shape("GET history", "a list of audit entries")
         route = require_route(page) if page is not None else None
-        for row in rows:
-            if not isinstance(row, dict) or not {"at", "action", "uid", "page_context"} <= row.keys():
-                raise self.client.not_contract_shape("GET history", "a list of audit entries")
+        if uid is None:  # the whole trail, filtered by the server, a page at a time
+            params: dict[str, Any] = {}
+            if route is not None:
+                params["page_context"] = route
+            if since is not None:
+                params["since"] = isoformat(since)
+            skip = 0
+            while True:
+                rows = self.client.json(
+                    "GET", f"{EVENTS_PATH}history", params={**params, "skip": skip, "limit": PAGE_SIZE}, what="GET"
+                )
+                yield from self._entries(rows)
+                if len(rows) < PAGE_SIZE:
+                    return
+                skip += PAGE_SIZE
+        rows = self.client.json("GET", f"{EVENTS_PATH}{uid_key(uid)}/history", what="GET history")
+        for row in self._entries(rows):
             if route is not None and row["page_context"] != route:
                 continue
             if since is not None and as_utc(datetime.fromisoformat(row["at"])) < since:  # type: ignore[operator]
                 continue
             yield row
+
+    def _entries(self, rows: Any) -> list[dict[str, Any]]:
+        if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and {"at", "action", "uid", "page_context", "actor", "via"} <= r.keys() for r in rows
+        ):
+            raise self.client.not_contract_shape("GET history", "a list of audit entries")
+        return rows
 
     def timeline_events(self, *, pages: list[str] | None, start: datetime, end: datetime, now: datetime) -> list[Event]:
         from eventctl.timeparse import as_utc

@@ -120,6 +120,26 @@ class AuditEntryOut(BaseModel):
     after: dict[str, Any] | None
 
 
+@router.get("/history", response_model=list[AuditEntryOut], responses=responses(401, 503))
+def all_history(
+    session: ReadSession,
+    _actor: AdminActor,
+    page_context: Annotated[str | None, Query(max_length=1000, description="Only this page's entries")] = None,
+    since: Annotated[datetime | None, Query(description="Only entries at or after this time")] = None,
+    skip: Annotated[int, Query(ge=0, le=core.MAX_ROWS, description="Entries to skip (newest first)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX, description="Entries to return")] = LIST_LIMIT_DEFAULT,
+) -> JSONResponse:
+    """The whole audit trail, newest first, a page at a time (what ``eventctl --api URL history`` reads)."""
+    from eventctl import audit
+    from eventctl.errors import InvalidInput
+    from eventctl.timeparse import as_utc
+
+    if since is not None and since.tzinfo is None:
+        raise InvalidInput("since needs an offset (e.g. Z or +05:30).")
+    query = audit.history_query(session, page=page_context, since=as_utc(since)).offset(skip).limit(limit)
+    return JSONResponse([audit.entry_to_json(e) for e in session.exec(query)])
+
+
 @router.get("/{uid:uid}/history", response_model=list[AuditEntryOut], responses=responses(401, 404, 503))
 def event_history(uid: Uid, session: ReadSession, _actor: AdminActor) -> JSONResponse:
     """The event's audit trail, newest first (also for a deleted event)."""
