@@ -442,3 +442,17 @@ def test_an_answer_larger_than_the_api_ever_gives_is_refused(platform, monkeypat
     big = cli(url, "list", "--json")
     assert big.exit_code == 1, big.stderr
     assert "more than" in big.stderr and big.stdout == ""
+
+
+def test_the_history_route_refuses_bad_queries_with_422(served):
+    import httpx
+
+    url, token, _ = served
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers) as client:
+        assert client.get("/api/v1/events/history").json() == []
+        for query in ("since=2030-01-01T00:00:00", "since=nonsense", "limit=0", "limit=201", "skip=-1"):
+            r = client.get(f"/api/v1/events/history?{query}")
+            assert r.status_code == 422, (query, r.text)
+        assert client.get("/api/v1/events/history").status_code == 200
+        assert httpx.get(f"{url}/api/v1/events/history").status_code == 401
