@@ -17,6 +17,7 @@ name, so what was applied is ``unchanged`` the second time).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -75,13 +76,10 @@ def overlap_error(uids: list[str], *, page: str, is_default: bool) -> OverlapCon
     return OverlapConflict(f"The window overlaps {len(uids)} active {kind} on {page}: {', '.join(uids)}.", uids)
 
 
-def event_from_json(data: Any, *, what: str) -> Event:
-    """An ``Event`` (never attached to a session) from a server's event JSON; a wrong shape is NotContract."""
-    from pydantic import BaseModel, ConfigDict, ValidationError
-
-    from eventctl.errors import NotContract
-    from eventctl.models import Event
-    from eventctl.timeparse import as_utc
+@functools.cache
+def _wire() -> Any:
+    """The event JSON either server sends (built once: pydantic is imported only in remote mode)."""
+    from pydantic import BaseModel, ConfigDict
 
     class Wire(BaseModel):
         model_config = ConfigDict(extra="ignore")
@@ -99,6 +97,18 @@ def event_from_json(data: Any, *, what: str) -> Event:
         created_at: datetime
         updated_at: datetime | None = None
 
+    return Wire
+
+
+def event_from_json(data: Any, *, what: str) -> Event:
+    """An ``Event`` (never attached to a session) from a server's event JSON; a wrong shape is NotContract."""
+    from pydantic import ValidationError
+
+    from eventctl.errors import NotContract
+    from eventctl.models import Event
+    from eventctl.timeparse import as_utc
+
+    Wire = _wire()
     try:
         wire = Wire.model_validate(data)
     except ValidationError as exc:
