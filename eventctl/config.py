@@ -13,7 +13,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,20 @@ class Settings:
     metrics_public: bool = False
     platform_token: str | None = None
     log_format: str = "text"
+    # remote mode (eventctl.remote): the CLI over HTTP instead of a database
+    api_url: str | None = None
+    api_profile: str | None = None
+    api_token: str | None = field(default=None, repr=False)  # never in a repr, a log or serve's hand-over
+    api_token_file: str | None = None
+    api_ca_file: str | None = None
+    api_insecure_http: bool = False
+    api_timeout: float = 30.0
+    api_connect_timeout: float = 10.0
+    api_retries: int = 3
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.api_url or self.api_profile)
 
     @property
     def is_default_database(self) -> bool:
@@ -58,6 +72,7 @@ class Settings:
     def to_json(self) -> str:
         """For `serve`'s worker processes: the already-validated values."""
         data = asdict(self)
+        data["api_token"] = None
         data["tz"] = str(self.tz)
         data["retention"] = self.retention.total_seconds()
         return json.dumps(data)
@@ -175,6 +190,11 @@ def _origins(raw: str, source: str) -> tuple[str, ...]:
     return origins
 
 
+def _secret(raw: str, source: str) -> str:
+    """A token: kept as given (checked when used, by eventctl.remote, in a message that never shows it)."""
+    return raw
+
+
 # field → (environment variable without the prefix, parser); flags reuse the parser with their own name
 _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "database_url": ("DATABASE_URL", _text),
@@ -195,6 +215,15 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "metrics_public": ("METRICS_PUBLIC", _flag),
     "platform_token": ("PLATFORM_TOKEN", _text),
     "log_format": ("LOG_FORMAT", _choice("text", "json")),
+    "api_url": ("API_URL", _text),
+    "api_profile": ("API_PROFILE", _text),
+    "api_token": ("API_TOKEN", _secret),
+    "api_token_file": ("API_TOKEN_FILE", _text),
+    "api_ca_file": ("API_CA_FILE", _text),
+    "api_insecure_http": ("API_INSECURE_HTTP", _flag),
+    "api_timeout": ("API_TIMEOUT", _seconds(0.1)),
+    "api_connect_timeout": ("API_CONNECT_TIMEOUT", _seconds(0.1)),
+    "api_retries": ("API_RETRIES", _whole(0, 10)),
 }
 assert set(_PARSERS) == {f.name for f in fields(Settings)}
 

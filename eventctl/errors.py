@@ -105,6 +105,24 @@ class DatabaseUnavailable(EventctlError):
         return {"detail": "The database is unavailable."}
 
 
+class ServerUnavailable(DatabaseUnavailable):
+    """Remote mode: the server is unreachable, timed out or failed (5xx): exit 5, as a database outage."""
+
+
+class TokenRefused(EventctlError):
+    """Remote mode: the server answered 401/403 to the API token: exit 6 (README "Exit codes")."""
+
+    exit_code = 6
+    http_status = 401
+
+
+class NotContract(EventctlError):
+    """Remote mode: the server answered something that is not the events API (HTML from a proxy, a wrong shape)."""
+
+    exit_code = 1
+    http_status = 502
+
+
 class SchemaNotAtHead(DatabaseUnavailable):
     pass
 

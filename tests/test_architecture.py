@@ -130,6 +130,9 @@ def test_error_table_row_is_consistent(cls):
         errors.SchemaNotAtHead: (5, 503),
         errors.DatabasePermissionDenied: (5, 503),
         errors.SchemaClash: (5, 503),
+        errors.ServerUnavailable: (5, 503),
+        errors.TokenRefused: (6, 401),
+        errors.NotContract: (1, 502),
     }
     assert errors.error_table()[cls] == expected[cls]
     exc = cls("Something is wrong.", ["u1"]) if issubclass(cls, errors.Conflict) else cls("Something is wrong.")

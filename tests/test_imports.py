@@ -28,7 +28,7 @@ def test_help_imports_no_sqlalchemy_sqlmodel_or_fastapi(tmp_path):
         "    try: app(['--help'], prog_name='eventctl')\n"
         "    except SystemExit: pass\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'sqlmodel', 'fastapi', 'alembic', "
-        "'pydantic', 'starlette', 'uvicorn', 'psycopg'})\n"
+        "'pydantic', 'starlette', 'uvicorn', 'psycopg', 'httpx'})\n"
         "print(heavy)\n"
     )
     r = _run(code, tmp_path)
@@ -82,6 +82,8 @@ def test_the_entry_point_builds_only_the_command_it_runs():
         (["list", "--limit", "50"], "list"),
         (["--database-url", "sqlite://", "current", "--page", "/x"], "current"),
         (["--database-url=sqlite://", "history", "u"], "history"),
+        (["--api", "https://x", "--insecure-http", "--token-file", "t", "--timeout=3", "show", "u"], "show"),
+        (["--profile", "prod", "--ca-file", "ca.pem", "--connect-timeout", "2", "export"], "export"),
     ):
         lean = app_for(args)
         assert lean is not app and not lean.registered_groups

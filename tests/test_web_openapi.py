@@ -136,6 +136,28 @@ INTENDED: list[tuple[tuple[str, str], Op, str]] = [
         "SPEC §4/§8: an event's audit trail for admins",
     ),
     (
+        ("/api/v1/events/history", "get"),
+        {
+            "new": {
+                "operationId": "all_history_api_v1_events_history_get",
+                "responses": {"200", "401", "422", "503"},
+                "parameters": {"query:page_context", "query:since", "query:skip", "query:limit"},
+            }
+        },
+        "SPEC §8/§10: the whole audit trail a page at a time, for eventctl --api URL history",
+    ),
+    (
+        ("/api/v1/events/server", "get"),
+        {
+            "new": {
+                "operationId": "server_info_api_v1_events_server_get",
+                "responses": {"200", "401"},
+                "parameters": set(),
+            }
+        },
+        "SPEC §10: how eventctl --api tells an eventctl serve from the platform's events API",
+    ),
+    (
         ("/metrics", "get"),
         {"new": {"operationId": "metrics_metrics_get", "responses": {"200", "401"}, "parameters": set()}},
         "SPEC §4: Prometheus metrics (admin, or open with EVENTCTL_METRICS_PUBLIC)",
@@ -187,7 +209,8 @@ def test_operations_unchanged_apart_from_intended_changes(doc):
 
 def test_schemas_and_event_fields_unchanged(doc):
     schemas = doc["components"]["schemas"]
-    assert set(schemas) == BASELINE_SCHEMAS | {"AuditEntryOut"}  # the history route's answer (SPEC §8)
+    # the history route's answer (SPEC §8); the server-kind answer (SPEC §10)
+    assert set(schemas) == BASELINE_SCHEMAS | {"AuditEntryOut", "ServerInfo"}
     for name, fields in BASELINE_FIELDS.items():
         assert set(schemas[name]["properties"]) == fields, name
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from eventctl.cli import categories, cleanup, db, events, files, schema, serve, timeline, tokens
+from eventctl.cli import categories, cleanup, db, events, files, login, schema, serve, timeline, tokens
 from eventctl.cli._common import CliContext
 
 APP_SETTINGS: dict[str, Any] = {
@@ -34,6 +34,76 @@ def root(
             show_default=False,
         ),
     ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api",
+            metavar="URL",
+            help="Remote mode: talk to this server (an eventctl serve or the platform's events API) "
+            "instead of a database [env: EVENTCTL_API_URL].",
+            show_default=False,
+            rich_help_panel="Remote mode",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            metavar="NAME",
+            help="Remote mode with a stored login (eventctl login --name NAME) [env: EVENTCTL_API_PROFILE].",
+            show_default=False,
+            rich_help_panel="Remote mode",
+        ),
+    ] = None,
+    token_file: Annotated[
+        str | None,
+        typer.Option(
+            "--token-file",
+            metavar="FILE",
+            help="Read the API token from FILE [env: EVENTCTL_API_TOKEN_FILE; else EVENTCTL_API_TOKEN; "
+            "else the stored login]. Never give a token on the command line.",
+            show_default=False,
+            rich_help_panel="Remote mode",
+        ),
+    ] = None,
+    ca_file: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-file",
+            metavar="FILE",
+            help="Verify the server's HTTPS certificate against this CA bundle [env: EVENTCTL_API_CA_FILE].",
+            show_default=False,
+            rich_help_panel="Remote mode",
+        ),
+    ] = None,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-http",
+            help="Allow plain http:// to a host that is not loopback [env: EVENTCTL_API_INSECURE_HTTP].",
+            rich_help_panel="Remote mode",
+        ),
+    ] = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Read timeout of each request [env: EVENTCTL_API_TIMEOUT; default 30].",
+            show_default=False,
+            rich_help_panel="Remote mode",
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--connect-timeout",
+            metavar="SECONDS",
+            help="Connect timeout [env: EVENTCTL_API_CONNECT_TIMEOUT; default 10].",
+            show_default=False,
+            rich_help_panel="Remote mode",
+        ),
+    ] = None,
 ) -> None:
     """Settings are resolved and validated here, once, when the CLI starts (flags > env > .env).
 
@@ -44,7 +114,18 @@ def root(
     from eventctl.errors import EventctlError
 
     try:
-        ctx.obj = CliContext(settings=load_settings(database_url=("--database-url", database_url)))
+        ctx.obj = CliContext(
+            settings=load_settings(
+                database_url=("--database-url", database_url),
+                api_url=("--api", api),
+                api_profile=("--profile", profile),
+                api_token_file=("--token-file", token_file),
+                api_ca_file=("--ca-file", ca_file),
+                api_insecure_http=True if insecure_http else None,
+                api_timeout=("--timeout", timeout),
+                api_connect_timeout=("--connect-timeout", connect_timeout),
+            )
+        )
     except EventctlError as exc:
         from eventctl.config import Settings
 
@@ -61,6 +142,7 @@ app.add_typer(tokens.app, name="token")
 cleanup.register(app)
 serve.register(app)
 timeline.register(app)
+login.register(app)
 
 
 def main() -> None:
@@ -73,7 +155,7 @@ def app_for(args: list[str]) -> typer.Typer:
     typer turns every registered command into click's objects before it runs one (a third
     of ``eventctl list``'s own start-up); the command runs the same either way (the same
     root callback and command objects; tests compare the output). No command named, an
-    option before it other than ``--database-url`` (``--help``, completion) or an unknown
+    option before it other than the root's own (``--help``, completion) or an unknown
     name: the whole app, so help and click's own errors list every command.
     """
     name = _command_name(args)
@@ -92,13 +174,19 @@ def app_for(args: list[str]) -> typer.Typer:
     return app
 
 
+ROOT_VALUE_OPTIONS = (
+    "--database-url", "--api", "--profile", "--token-file", "--ca-file", "--timeout", "--connect-timeout",
+)  # fmt: skip
+ROOT_FLAGS = ("--insecure-http",)
+
+
 def _command_name(args: list[str]) -> str | None:
     at = 0
     while at < len(args):
         arg = args[at]
-        if arg == "--database-url":
+        if arg in ROOT_VALUE_OPTIONS:
             at += 2
-        elif arg.startswith("--database-url="):
+        elif arg in ROOT_FLAGS or arg.split("=", 1)[0] in ROOT_VALUE_OPTIONS:
             at += 1
         else:
             return None if arg.startswith("-") else arg

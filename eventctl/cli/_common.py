@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from eventctl.backends import Backend
     from eventctl.config import Settings
     from eventctl.errors import EventctlError
 
@@ -46,6 +47,21 @@ class CliContext:
     settings_error: EventctlError | None = None
     _engine: Engine | None = None
     _schema_checked: bool = False
+    _backend: Backend | None = None
+
+    def backend(self) -> Backend:
+        """Where this run's events live: the database, or with --api / EVENTCTL_API_URL / --profile a server."""
+        if self._backend is None:
+            if self.settings.is_remote:
+                from eventctl.remote.backend import RemoteBackend
+                from eventctl.remote.client import ApiClient, resolve_connection
+
+                self._backend = RemoteBackend(ApiClient(resolve_connection(self.settings)))
+            else:
+                from eventctl.backends import LocalBackend
+
+                self._backend = LocalBackend(self.engine())
+        return self._backend
 
     def engine(self, *, check_schema: bool = True, create: bool = False) -> Engine:
         """The engine; by default also stops (exit 5) unless the schema is at head.
@@ -57,6 +73,13 @@ class CliContext:
         from eventctl.db import make_engine, prepare_sqlite_file
         from eventctl.migrate import ensure_schema
 
+        if self.settings.is_remote:
+            from eventctl.errors import InvalidInput
+
+            raise InvalidInput(
+                "This command works on a database and does not run over --api / EVENTCTL_API_URL / --profile; "
+                "unset them to use the database."
+            )
         default = self.settings.is_default_database
         if self._engine is None:
             url = self.settings.resolved_database_url()
@@ -70,6 +93,8 @@ class CliContext:
         return self._engine
 
     def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -184,6 +209,16 @@ def console(*, stderr: bool = False) -> Any:
 
 def note(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def print_notes(backend: Any) -> None:
+    """What a remote backend had to say (what the server lacks, what apply did before a failure)."""
+    for message in getattr(backend, "notes", ()):
+        from eventctl.text import for_terminal
+
+        note(for_terminal(message))
+    if hasattr(backend, "notes"):
+        backend.notes.clear()
 
 
 def print_rows(

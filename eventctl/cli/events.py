@@ -17,6 +17,7 @@ from eventctl.cli._common import (
     emit_json,
     handle_errors,
     note,
+    print_notes,
     print_rows,
     state,
     zone_for,
@@ -24,8 +25,6 @@ from eventctl.cli._common import (
 
 if TYPE_CHECKING:
     from datetime import datetime
-
-    from sqlmodel import Session
 
     from eventctl.models import Event
 
@@ -118,16 +117,6 @@ def _read_filters_source(text: str) -> dict[str, Any]:
 def _filter_flags(values: dict[str, Any]) -> dict[str, Any]:
     """The filter keys given as flags (list flags only when repeated at least once)."""
     return {k: values[k] for k in FILTER_FLAGS if values.get(k) not in (None, [])}
-
-
-def _build_filters(session: Session, base: dict[str, Any], categories: list[str] | None, flags: dict[str, Any]) -> Any:
-    from eventctl.categories import resolve_category_refs
-    from eventctl.filters import parse_filters
-
-    merged = {**base, **flags}
-    if categories:
-        merged["category_ids"] = resolve_category_refs(session, categories)
-    return parse_filters(merged)
 
 
 def _limit(raw: str | None) -> int | None:
@@ -251,9 +240,8 @@ def create(
     json_: JsonOpt = False,
 ) -> None:
     """Create an event. Flag filters merge over --filters."""
-    from eventctl import events as core
+    from eventctl.backends import FilterEdit
     from eventctl.config import default_actor
-    from eventctl.db import write_session
     from eventctl.shapes import EventCreate, validate_model
     from eventctl.timeparse import utcnow
 
@@ -265,10 +253,16 @@ def create(
     fields.update(_times(ctx, tz, start_date=start, end_date=end))
     actor = default_actor(st.settings, created_by)
     validate_model(EventCreate, {**fields, "filters": {**base, **flags}})  # refuse bad input before the database
-    with write_session(st.engine()) as session:
-        fields["filters"] = _build_filters(session, base, category, flags)
-        data = validate_model(EventCreate, fields)
-        event = core.create_event(session, data=data, actor=actor, via="cli", allow_overlap=allow_overlap)
+    backend = st.backend()
+    try:
+        event = backend.create(
+            fields,
+            filters=FilterEdit(base=base, flags=flags, categories=category),
+            actor=actor,
+            allow_overlap=allow_overlap,
+        )
+    finally:
+        print_notes(backend)
     _print_event(event, as_json=json_, at=utcnow(), title="Created")
 
 
@@ -323,9 +317,8 @@ def update(
 
     --filters replaces the stored filters; filter flags alone merge over them.
     """
-    from eventctl import events as core
+    from eventctl.backends import FilterEdit
     from eventctl.config import default_actor
-    from eventctl.db import write_session
     from eventctl.errors import InvalidInput
     from eventctl.shapes import EventUpdate, validate_model
     from eventctl.timeparse import utcnow
@@ -344,28 +337,21 @@ def update(
         fields["start_date"] = None
     if clear_end:
         fields["end_date"] = None
-    touches_filters = clear_filters or base is not None or bool(flags) or bool(category)
-    validate_model(EventUpdate, {**fields, **({"filters": {**(base or {}), **flags}} if touches_filters else {})})
-    with write_session(state(ctx).engine()) as session:
-        if touches_filters:
-            if base is None:
-                base = {} if clear_filters else dict(core.get_event(session, ref=uid).filters or {})
-            fields["filters"] = _build_filters(session, base, category, flags)
-        changes = validate_model(EventUpdate, fields)
-        event = core.update_event(
-            session, ref=uid, changes=changes, actor=actor, via="cli", allow_overlap=allow_overlap
-        )
+    edit = FilterEdit(base=base, flags=flags, categories=category, clear=clear_filters)
+    validate_model(EventUpdate, {**fields, **({"filters": {**(base or {}), **flags}} if edit.touches else {})})
+    backend = state(ctx).backend()
+    try:
+        event = backend.update(uid, fields, filters=edit, actor=actor, allow_overlap=allow_overlap)
+    finally:
+        print_notes(backend)
     _print_event(event, as_json=json_, at=utcnow(), title="Updated")
 
 
 def show(ctx: typer.Context, uid: UidArg, json_: JsonOpt = False) -> None:
     """Show one event."""
-    from eventctl import events as core
-    from eventctl.db import read_session
     from eventctl.timeparse import utcnow
 
-    with read_session(state(ctx).engine()) as session:
-        event = core.get_event(session, ref=uid)
+    event = state(ctx).backend().get(uid)
     _print_event(event, as_json=json_, at=utcnow())
 
 
@@ -380,18 +366,15 @@ def list_(
     json_: JsonOpt = False,
 ) -> None:
     """List events, newest first (--json streams, in constant memory)."""
-    from eventctl import events as core
-    from eventctl.db import read_session
+    from eventctl.events import check_status
     from eventctl.models import event_to_json
     from eventctl.timeparse import utcnow
 
-    status = core.check_status(status)
+    status = check_status(status)
     now = utcnow()
-    engine = state(ctx).engine()
-    with read_session(engine) as session:
-        query = core.list_query(session, page=page, status=status, offset=offset, limit=limit, at=now)
-        rows = (event_to_json(e, now) for e in session.exec(query.execution_options(yield_per=500)))
-        print_rows(rows, as_json=json_, empty="No events.", columns=_list_columns(), no_wrap=("status", "start", "end"))
+    events = state(ctx).backend().iter_events(page=page, status=status, offset=offset, limit=limit, at=now)
+    rows = (event_to_json(e, now) for e in events)
+    print_rows(rows, as_json=json_, empty="No events.", columns=_list_columns(), no_wrap=("status", "start", "end"))
 
 
 def delete(
@@ -402,18 +385,15 @@ def delete(
     json_: JsonOpt = False,
 ) -> None:
     """Delete an event (asks first; --yes skips the question)."""
-    from eventctl import events as core
     from eventctl.config import default_actor
-    from eventctl.db import read_session, write_session
     from eventctl.errors import InvalidInput
     from eventctl.models import event_to_json
     from eventctl.text import for_terminal
     from eventctl.timeparse import utcnow
 
     actor = default_actor(state(ctx).settings, created_by)
-    engine = state(ctx).engine()
-    with read_session(engine) as session:
-        event = core.get_event(session, ref=uid)
+    backend = state(ctx).backend()
+    event = backend.get(uid)
     if not yes:
         if not _can_ask():
             raise InvalidInput("Refusing to delete without confirmation: no terminal to ask; pass --yes.")
@@ -421,8 +401,10 @@ def delete(
         if not typer.confirm(question, err=True):
             note("Not deleted.")
             raise typer.Exit(0)
-    with write_session(engine) as session:
-        deleted = core.delete_event(session, ref=str(event.uid), actor=actor, via="cli")
+    try:
+        deleted = backend.delete(event, actor=actor)
+    finally:
+        print_notes(backend)
     if json_:
         emit_json(event_to_json(deleted, utcnow()))
     else:
@@ -442,8 +424,6 @@ def current(
     json_: JsonOpt = False,
 ) -> None:
     """What is live for this page (exit 0 with null when nothing is)."""
-    from eventctl import events as core
-    from eventctl.db import read_session
     from eventctl.routes import normalize_route
     from eventctl.text import for_terminal
     from eventctl.timeparse import utcnow
@@ -453,8 +433,12 @@ def current(
     route = normalize_route(page)  # malformed → exit 2 before any database work
     event = None
     if route is not None:
-        with read_session(state(ctx).engine()) as session:
-            event = core.resolve_current(session, route=route, at=when)
+        backend = state(ctx).backend()
+        try:
+            # without --at: the backend's own "now" (a server answers as it does the review page)
+            event = backend.current(route=route, at=when if at is not None else None)
+        finally:
+            print_notes(backend)
     if event is not None:
         _print_event(event, as_json=json_, at=when)
     elif json_:

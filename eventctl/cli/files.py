@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,7 @@ from eventctl.cli._common import (
     emit_json_list,
     handle_errors,
     note,
+    print_notes,
     read_bounded,
     state,
     zone_for,
@@ -40,7 +42,6 @@ def apply(
     """Make the database hold the events of FILE: plan, then all or nothing."""
     from eventctl import declarative
     from eventctl.config import default_actor
-    from eventctl.db import write_session
 
     st = state(ctx)
     actor = default_actor(st.settings, created_by)
@@ -50,12 +51,11 @@ def apply(
         declarative.parse_document(text, source=source, name=None if file == "-" else file), source=source
     )
     del text  # the entries are all that is needed from here on (a 64 MiB file is not kept twice)
-    with write_session(st.engine()) as session:
-        plan = declarative.apply(
-            session, entries=entries, prune=prune, dry_run=dry_run, actor=actor, allow_overlap=allow_overlap
-        )
-        if dry_run:
-            session.rollback()
+    backend = st.backend()
+    try:
+        plan = backend.apply(entries, prune=prune, dry_run=dry_run, actor=actor, allow_overlap=allow_overlap)
+    finally:
+        print_notes(backend)
     if json_:
         emit_json(plan.to_json())
     else:
@@ -98,7 +98,6 @@ def export(
     import sys
 
     from eventctl import declarative
-    from eventctl.db import read_session
     from eventctl.errors import InvalidInput
     from eventctl.events import check_status
     from eventctl.timeparse import utcnow
@@ -107,8 +106,7 @@ def export(
     if fmt not in ("yaml", "json"):
         raise InvalidInput(f"Unknown --format {fmt[:20]!r}; use yaml or json.")
     status = check_status(status)
-    with read_session(state(ctx).engine()) as session:
-        rows = declarative.export_rows(session, page=page, status=status, at=utcnow())
+    rows = state(ctx).backend().export_rows(page=page, status=status, at=utcnow())
     sys.stdout.write(declarative.dump(rows, fmt=fmt))
 
 
@@ -132,20 +130,17 @@ def history(
     json_: JsonOpt = False,
 ) -> None:
     """The audit trail, newest first: who changed what, when, and how."""
-    from eventctl import audit
-    from eventctl.db import read_session
-    from eventctl.events import resolve_uid_with_history
     from eventctl.timeparse import parse_time
 
     st = state(ctx)
     when = parse_time(since, zone=zone_for(ctx, tz), what="--since") if since else None
-    with read_session(st.engine()) as session:
-        key = resolve_uid_with_history(session, ref=uid) if uid else None
-        rows = (audit.entry_to_json(e) for e in audit.iter_history(session, uid=key, page=page, since=when))
-        if json_:
-            emit_json_list(rows)
-        else:
-            _print_history(rows)
+    rows = st.backend().history(uid=uid, page=page, since=when)
+    first = next(rows, None)  # a refusal (unknown uid, no history over there) before anything is printed
+    rows = itertools.chain([first], rows) if first is not None else iter(())
+    if json_:
+        emit_json_list(rows)
+    else:
+        _print_history(rows)
 
 
 def _print_history(rows: Any) -> None:

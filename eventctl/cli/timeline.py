@@ -324,15 +324,13 @@ def timeline(
 ) -> None:
     """Draw each page's active events on a time axis: now marked, the page default as a thin
     band, overlapping windows in red, the live event highlighted."""
-    from eventctl.db import read_session
     from eventctl.routes import require_route
-    from eventctl.timeline import build, fetch_events
+    from eventctl.timeline import build
 
     zone, start, end, now = _window(ctx, tz, from_, to)
     pages = list(dict.fromkeys(require_route(p) for p in page)) if page else None
     svg_path = _svg_target(svg, as_json=json_)
-    with read_session(state(ctx).engine()) as session:
-        events = fetch_events(session, pages=pages, start=start, end=end, now=now)
+    events = state(ctx).backend().timeline_events(pages=pages, start=start, end=end, now=now)
     picture = build(events, start=start, end=end, now=now, pages=pages)
 
     out = console()

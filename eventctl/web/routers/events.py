@@ -97,6 +97,23 @@ def list_events(
     return JSONResponse([event_to_json(event, now) for event in rows])
 
 
+class ServerInfo(BaseModel):
+    """What kind of server this is: how ``eventctl --api`` tells an eventctl serve from the platform's API."""
+
+    server: str
+    version: str
+    features: list[str]
+
+
+@router.get("/server", response_model=ServerInfo, responses=responses(401))
+def server_info(_actor: AdminActor) -> JSONResponse:
+    """``{"server": "eventctl", …}``; the platform's events API has no such route (its ``/{event_id}`` refuses it)."""
+    from eventctl import __version__
+
+    features = ["history", "is_default", "overlap_guard", "uid_prefix", "status_filter"]
+    return JSONResponse({"server": "eventctl", "version": __version__, "features": features})
+
+
 class AuditEntryOut(BaseModel):
     """One audit entry (SPEC §8): ``before`` is null on create, ``after`` null on delete."""
 
@@ -108,6 +125,26 @@ class AuditEntryOut(BaseModel):
     page_context: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+
+
+@router.get("/history", response_model=list[AuditEntryOut], responses=responses(401, 503))
+def all_history(
+    session: ReadSession,
+    _actor: AdminActor,
+    page_context: Annotated[str | None, Query(max_length=1000, description="Only this page's entries")] = None,
+    since: Annotated[datetime | None, Query(description="Only entries at or after this time")] = None,
+    skip: Annotated[int, Query(ge=0, le=core.MAX_ROWS, description="Entries to skip (newest first)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX, description="Entries to return")] = LIST_LIMIT_DEFAULT,
+) -> JSONResponse:
+    """The whole audit trail, newest first, a page at a time (what ``eventctl --api URL history`` reads)."""
+    from eventctl import audit
+    from eventctl.errors import InvalidInput
+    from eventctl.timeparse import as_utc
+
+    if since is not None and since.tzinfo is None:
+        raise InvalidInput("since needs an offset (e.g. Z or +05:30).")
+    query = audit.history_query(session, page=page_context, since=as_utc(since)).offset(skip).limit(limit)
+    return JSONResponse([audit.entry_to_json(e) for e in session.exec(query)])
 
 
 @router.get("/{uid:uid}/history", response_model=list[AuditEntryOut], responses=responses(401, 404, 503))
