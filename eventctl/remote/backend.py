@@ -484,7 +484,6 @@ class RemoteBackend:
         """The overlap guard on the state the whole file would leave (as local mode judges it)."""
         from types import SimpleNamespace
 
-
         final: dict[str, Any] = {str(e.uid): e for events in by_page.values() for e in events}
         touched: list[Any] = []
         for i, (change, desired, event) in enumerate(work):
