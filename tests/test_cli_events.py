@@ -382,3 +382,37 @@ def test_uid_column_is_never_cut_and_times_never_wrap(cli):
         r = cli("list", env={"COLUMNS": width})
         assert ev["uid"][:8] in r.stdout, r.stdout
         assert "2030-01-01 09:00Z" in r.stdout and "2030-02-01 18:30Z" in r.stdout, r.stdout
+
+
+SAMPLES = {
+    "media_type": ("audio", ["audio"]), "language": ("Telugu", ["Telugu"]), "source_label": ("wiki", "wiki"),
+    "release_rights": ("creator", "creator"), "published_date": ("2030-01-02", "2030-01-02"),
+    "extraction_type": ("ocr", "ocr"), "model_name": ("whisper", "whisper"), "version": ("latest", "latest"),
+}  # fmt: skip
+
+
+def test_every_filter_option_reaches_its_key_on_create_and_update(cli):
+    """One option table (FILTER_OPTIONS): each option sets the filter key it is named for, on both commands."""
+    import typer.main
+
+    from eventctl.cli import app
+    from eventctl.cli.events import FILTER_OPTIONS
+    from eventctl.filters import FILTER_KEYS
+
+    assert sorted(k for k, _ in FILTER_OPTIONS) == sorted(set(FILTER_KEYS) - {"category_ids"})
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for key, _ in FILTER_OPTIONS:
+        for command in ("create", "update"):
+            option = next(p for p in commands[command].params if p.name == key)
+            assert option.param_type_name == "option", (command, key)
+        flag = next(p for p in commands["create"].params if p.name == key)
+        if flag.is_flag:
+            args, expected = [flag.opts[0]], True
+        else:
+            args, expected = [flag.opts[0], SAMPLES[key][0]], SAMPLES[key][1]
+        made = cli("create", "--name", key, "--page", f"/{key}", *args, "--json")
+        assert made.exit_code == 0, made.stderr
+        assert made.json()["filters"] == {key: expected}
+        other = cli("create", "--name", "o", "--page", f"/o/{key}", "--json").json()["uid"]
+        updated = cli("update", other, *args, "--json")
+        assert updated.exit_code == 0 and updated.json()["filters"] == {key: expected}, updated.stderr

@@ -53,26 +53,6 @@ DescOpt = Annotated[
 ]
 FiltersOpt = Annotated[str | None, _filter_opt("--filters", "JSON|@FILE|-", "Filters as JSON, @FILE, or - for stdin.")]
 CategoryOpt = Annotated[list[str] | None, _filter_opt("--category", "UID|NAME", "category_ids: a uid or a known name.")]
-MediaOpt = Annotated[
-    list[str] | None, _filter_opt("--media-type", "TYPE", "media_type: text audio video image document.")
-]
-LangOpt = Annotated[
-    list[str] | None, _filter_opt("--language", "LANGUAGE", "language, as the platform names it (Telugu).")
-]
-SourceOpt = Annotated[str | None, _filter_opt("--source-label", "TEXT", "source_label (up to 200 characters).")]
-RightsOpt = Annotated[
-    str | None, _filter_opt("--release-rights", "RIGHTS", "release_rights: creator others downloaded NA.")
-]
-PubOpt = Annotated[str | None, _filter_opt("--published-date", "YYYY-MM-DD", "published_date.")]
-ProofOpt = Annotated[bool | None, _switch("--proofread/--not-proofread", "is_fully_proofread: true / false.")]
-ValidOpt = Annotated[bool | None, _switch("--validated/--not-validated", "is_fully_validated: true / false.")]
-ExtractOpt = Annotated[str | None, _filter_opt("--extraction-type", "TYPE", "extraction_type: ocr asr caption manual.")]
-ModelOpt = Annotated[str | None, _filter_opt("--model-name", "TEXT", "model_name (up to 100 characters).")]
-VersionOpt = Annotated[str | None, _filter_opt("--version", "VERSION", "version: initial | latest.")]
-LockOpt = Annotated[bool | None, _switch("--lock/--no-lock", "lock: true / false.")]
-ExtrationOpt = Annotated[
-    bool | None, _switch("--extration/--no-extration", "extration (the platform's spelling): true / false.")
-]
 StartOpt = Annotated[
     str | None,
     typer.Option("--start", metavar="TIME", help="ISO 8601, 'now', or +2h/-30m/+7d (empty = no lower bound)."),
@@ -95,10 +75,59 @@ OverlapOpt = Annotated[
 UidArg = Annotated[str, typer.Argument(metavar="UID", help="Full uid or a unique prefix of at least 8 hex digits.")]
 
 
-FILTER_FLAGS = (
-    "media_type", "language", "source_label", "release_rights", "published_date", "is_fully_proofread",
-    "is_fully_validated", "extraction_type", "model_name", "version", "lock", "extration",
+# One option per RecordReviewFilters key (category_ids is --category, which also takes names), declared
+# once: the parameter's name is the filter key, so no option can be renamed away from its key.
+FILTER_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("media_type", Annotated[list[str] | None, _filter_opt(
+        "--media-type", "TYPE", "media_type: text audio video image document.")]),
+    ("language", Annotated[list[str] | None, _filter_opt(
+        "--language", "LANGUAGE", "language, as the platform names it (Telugu).")]),
+    ("source_label", Annotated[str | None, _filter_opt(
+        "--source-label", "TEXT", "source_label (up to 200 characters).")]),
+    ("release_rights", Annotated[str | None, _filter_opt(
+        "--release-rights", "RIGHTS", "release_rights: creator others downloaded NA.")]),
+    ("published_date", Annotated[str | None, _filter_opt("--published-date", "YYYY-MM-DD", "published_date.")]),
+    ("is_fully_proofread", Annotated[bool | None, _switch(
+        "--proofread/--not-proofread", "is_fully_proofread: true / false.")]),
+    ("is_fully_validated", Annotated[bool | None, _switch(
+        "--validated/--not-validated", "is_fully_validated: true / false.")]),
+    ("extraction_type", Annotated[str | None, _filter_opt(
+        "--extraction-type", "TYPE", "extraction_type: ocr asr caption manual.")]),
+    ("model_name", Annotated[str | None, _filter_opt("--model-name", "TEXT", "model_name (up to 100 characters).")]),
+    ("version", Annotated[str | None, _filter_opt("--version", "VERSION", "version: initial | latest.")]),
+    ("lock", Annotated[bool | None, _switch("--lock/--no-lock", "lock: true / false.")]),
+    ("extration", Annotated[bool | None, _switch(
+        "--extration/--no-extration", "extration (the platform's spelling): true / false.")]),
 )  # fmt: skip
+
+
+def with_filter_options(fn: Any) -> Any:
+    """Add the FILTER_OPTIONS to a command where its ``filter_flags`` parameter stands, and hand the command
+    the filter keys given (list flags only when repeated at least once) as ``filter_flags``: one option
+    group shared by ``create`` and ``update``, as sqlite-utils shares its option decorators."""
+    import functools
+    import inspect
+    import typing
+
+    signature = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)  # the module's string annotations, resolved here
+    params = [p.replace(annotation=hints[p.name]) for p in signature.parameters.values()]
+    at = [p.name for p in params].index("filter_flags")
+    added = [
+        inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=kind)
+        for key, kind in FILTER_OPTIONS
+    ]
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        given = {key: kwargs.pop(key) for key, _ in FILTER_OPTIONS}
+        kwargs["filter_flags"] = {k: v for k, v in given.items() if v not in (None, [])}
+        return fn(*args, **kwargs)
+
+    merged = [*params[:at], *added, *params[at + 1 :]]
+    command.__signature__ = signature.replace(parameters=merged, return_annotation=None)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in merged}
+    return command
 
 
 def _read_filters_source(text: str) -> dict[str, Any]:
@@ -112,11 +141,6 @@ def _read_filters_source(text: str) -> dict[str, Any]:
         text = read_bounded(where, limit=MAX_FILTERS_BYTES, what="--filters")
         source = "--filters from stdin" if where == "-" else f"--filters file {where!r}"
     return parse_filters_json(text, source=source).to_json()
-
-
-def _filter_flags(values: dict[str, Any]) -> dict[str, Any]:
-    """The filter keys given as flags (list flags only when repeated at least once)."""
-    return {k: values[k] for k in FILTER_FLAGS if values.get(k) not in (None, [])}
 
 
 def _limit(raw: str | None) -> int | None:
@@ -198,6 +222,7 @@ def _event_fields(
     return {k: v for k, v in fields.items() if v is not None}
 
 
+@with_filter_options
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", metavar="TEXT", help="1-200 characters.", show_default=False)],
@@ -213,18 +238,7 @@ def create(
     description: DescOpt = None,
     filters: FiltersOpt = None,
     category: CategoryOpt = None,
-    media_type: MediaOpt = None,
-    language: LangOpt = None,
-    source_label: SourceOpt = None,
-    release_rights: RightsOpt = None,
-    published_date: PubOpt = None,
-    is_fully_proofread: ProofOpt = None,
-    is_fully_validated: ValidOpt = None,
-    extraction_type: ExtractOpt = None,
-    model_name: ModelOpt = None,
-    version: VersionOpt = None,
-    lock: LockOpt = None,
-    extration: ExtrationOpt = None,
+    filter_flags: dict[str, Any] | None = None,  # with_filter_options: one option per filter key
     limit: Annotated[
         str | None, typer.Option("--limit", metavar="N", help="Records per review request, 1-100 [default: 20].")
     ] = None,
@@ -246,9 +260,8 @@ def create(
     from eventctl.timeparse import utcnow
 
     st = state(ctx)
-    params = locals()
     base = _read_filters_source(filters) if filters is not None else {}
-    flags = _filter_flags(params)
+    flags = filter_flags or {}
     fields = _event_fields(name, page, description, limit, is_active=not inactive, is_default=default)
     fields.update(_times(ctx, tz, start_date=start, end_date=end))
     actor = default_actor(st.settings, created_by)
@@ -266,6 +279,7 @@ def create(
     _print_event(event, as_json=json_, at=utcnow(), title="Created")
 
 
+@with_filter_options
 def update(
     ctx: typer.Context,
     uid: UidArg,
@@ -276,18 +290,7 @@ def update(
     description: DescOpt = None,
     filters: FiltersOpt = None,
     category: CategoryOpt = None,
-    media_type: MediaOpt = None,
-    language: LangOpt = None,
-    source_label: SourceOpt = None,
-    release_rights: RightsOpt = None,
-    published_date: PubOpt = None,
-    is_fully_proofread: ProofOpt = None,
-    is_fully_validated: ValidOpt = None,
-    extraction_type: ExtractOpt = None,
-    model_name: ModelOpt = None,
-    version: VersionOpt = None,
-    lock: LockOpt = None,
-    extration: ExtrationOpt = None,
+    filter_flags: dict[str, Any] | None = None,  # with_filter_options: one option per filter key
     limit: Annotated[
         str | None, typer.Option("--limit", metavar="N", help="Records per review request, 1-100.", show_default=False)
     ] = None,
@@ -323,14 +326,13 @@ def update(
     from eventctl.shapes import EventUpdate, validate_model
     from eventctl.timeparse import utcnow
 
-    params = locals()
     actor = default_actor(state(ctx).settings, created_by)
     if clear_start and start is not None:
         raise InvalidInput("Give --start or --clear-start, not both.")
     if clear_end and end is not None:
         raise InvalidInput("Give --end or --clear-end, not both.")
     base = _read_filters_source(filters) if filters is not None else None
-    flags = _filter_flags(params)
+    flags = filter_flags or {}
     fields = _event_fields(name, page, description, limit, is_active=active, is_default=default)
     fields.update(_times(ctx, tz, start_date=start, end_date=end))
     if clear_start:
