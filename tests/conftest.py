@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -199,46 +200,47 @@ def cli(db_url: str) -> Callable[..., Ran]:
     return make_cli(db_url)
 
 
-def _build_command_once() -> None:
-    """typer's test runner rebuilds the whole click command tree on every invoke (~40 ms, most of an
-    in-process call, and most of the suite's time); the tree never changes, so build it once per app."""
-    import weakref
-
-    import typer.main
-    import typer.testing
-
-    # keyed by the app itself, not id(app): a short-lived app (``app_for``'s) freed and another
-    # made at the same address was handed the first one's tree (one CI run: "No such command 'db'")
-    built: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-    def get_command(app: Any) -> Any:
-        if app not in built:
-            built[app] = typer.main.get_command(app)
-        return built[app]
-
-    typer.testing._get_command = get_command  # type: ignore[attr-defined]
-
-
-_build_command_once()
-
 # Hypothesis' 200 ms per-example deadline measures the machine, not the code: one stall on a
 # shared, loaded machine failed a run. Properties are proven by their examples; timings by bench/.
 hypothesis.settings.register_profile("eventctl", deadline=None)
 hypothesis.settings.load_profile("eventctl")
 
 
-def make_cli(db_url: str | None) -> Callable[..., Ran]:
-    from eventctl.cli import app
+_COMMAND: list[Any] = []
 
+
+def cli_command() -> Any:
+    """eventctl's click command, built once (``typer.main.get_command``): typer's own test runner
+    builds the whole tree again on every invoke (~40 ms, most of an in-process call)."""
+    if not _COMMAND:
+        import typer.main
+
+        from eventctl.cli import app
+
+        _COMMAND.append(typer.main.get_command(app))
+    return _COMMAND[0]
+
+
+def make_cli(db_url: str | None) -> Callable[..., Ran]:
+    """Run the real CLI in-process: the runner's public ``isolation()`` (stdin, stdout, stderr, env),
+    then the command's ``main()``, as ``CliRunner.invoke`` does after building the command."""
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Ran:
         argv = (["--database-url", db_url] if db_url else []) + list(args)
-        result = runner.invoke(app, argv, input=input, env=env, prog_name="eventctl")
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        assert "Traceback" not in result.stderr, result.stderr
-        return Ran(result.exit_code, result.stdout, result.stderr)
+        with runner.isolation(input=input, env=env) as streams:
+            try:
+                cli_command().main(args=argv, prog_name="eventctl")
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            stdout, stderr = streams[0].getvalue(), streams[1].getvalue()
+        ran = Ran(code, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"))
+        assert "Traceback" not in ran.stderr, ran.stderr
+        return ran
 
     return run
 

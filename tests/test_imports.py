@@ -74,9 +74,11 @@ def test_dotenv_is_read_when_the_cli_starts(tmp_path):
 
 
 def test_the_entry_point_builds_only_the_command_it_runs():
-    """typer converts every registered command before it runs one: main() hands it an app with
-    the named command only; help, options first, unknown names get the whole app."""
-    from eventctl.cli import app, app_for
+    """typer converts every registered command before it runs one: main() builds an app with the
+    named command's registrar only; help, options first, unknown names get the whole app."""
+    import typer.main
+
+    from eventctl.cli import REGISTRARS, _command_name, build_app
 
     for args, command in (
         (["list", "--limit", "50"], "list"),
@@ -84,15 +86,16 @@ def test_the_entry_point_builds_only_the_command_it_runs():
         (["--database-url=sqlite://", "history", "u"], "history"),
         (["--api", "https://x", "--insecure-http", "--token-file", "t", "--timeout=3", "show", "u"], "show"),
         (["--profile", "prod", "--ca-file", "ca.pem", "--connect-timeout", "2", "export"], "export"),
+        (["db", "upgrade"], "db"),
     ):
-        lean = app_for(args)
-        assert lean is not app and not lean.registered_groups
-        names = [info.name or info.callback.__name__ for info in lean.registered_commands]
-        assert names in ([command], [command + "_"])
-    lean = app_for(["db", "upgrade"])
-    assert [g.name for g in lean.registered_groups] == ["db"] and not lean.registered_commands
+        assert _command_name(args) == command, args
+        built = typer.main.get_command(build_app(command)).commands  # type: ignore[attr-defined]
+        names = next(names for names, _ in REGISTRARS if command in names)
+        assert sorted(built) == sorted(names), (command, sorted(built))
     for args in ([], ["--help"], ["-h", "list"], ["lsit"], ["--install-completion"], ["--database-url"]):
-        assert app_for(args) is app, args
+        assert _command_name(args) is None, args
+    everything = typer.main.get_command(build_app()).commands  # type: ignore[attr-defined]
+    assert sorted(everything) == sorted(n for names, _ in REGISTRARS for n in names)
 
 
 @pytest.mark.parametrize(
@@ -114,34 +117,11 @@ def test_the_entry_point_builds_only_the_command_it_runs():
 def test_a_command_answers_alike_from_the_lean_app(db_url, args):
     from typer.testing import CliRunner
 
-    from eventctl.cli import app, app_for
+    from eventctl.cli import _command_name, app, build_app
 
     runner = CliRunner()
     argv = ["--database-url", db_url, *args]
     assert runner.invoke(app, [*argv[:2], "create", "--name", "E", "--page", "/x"]).exit_code == 0
     full = runner.invoke(app, argv, prog_name="eventctl")
-    lean = runner.invoke(app_for(argv), argv, prog_name="eventctl")
+    lean = runner.invoke(build_app(_command_name(argv)), argv, prog_name="eventctl")
     assert (lean.exit_code, lean.stdout, lean.stderr) == (full.exit_code, full.stdout, full.stderr)
-
-
-def test_the_test_runner_never_hands_one_app_another_apps_tree():
-    """conftest caches each app's click tree; a lean app freed and another made at the same
-    address (CPython reuses it) must still get its own tree."""
-    from typer.testing import CliRunner
-
-    from eventctl.cli import app_for
-
-    runner = CliRunner()
-    seen: set[int] = set()
-    reused = 0
-    for _ in range(300):
-        for args in (["list", "--help"], ["db", "--help"]):
-            lean = app_for(args)
-            reused += id(lean) in seen
-            seen.add(id(lean))
-            result = runner.invoke(lean, args, prog_name="eventctl")
-            assert result.exit_code == 0 and f"Usage: eventctl {args[0]} " in result.stdout, (args, result.output)
-            del lean  # freed at once: its address is free for the next app
-        if reused >= 3:
-            break
-    assert reused, "no address was reused: the test proves nothing here"

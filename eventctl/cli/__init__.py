@@ -18,10 +18,8 @@ APP_SETTINGS: dict[str, Any] = {
     "pretty_exceptions_enable": False,
     "context_settings": {"help_option_names": ["-h", "--help"]},
 }
-app = typer.Typer(**APP_SETTINGS)
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     database_url: Annotated[
@@ -133,45 +131,46 @@ def root(
     ctx.call_on_close(ctx.obj.close)
 
 
-events.register(app)
-files.register(app)
-schema.register(app)
-app.add_typer(db.app, name="db")
-app.add_typer(categories.app, name="categories")
-app.add_typer(tokens.app, name="token")
-cleanup.register(app)
-serve.register(app)
-timeline.register(app)
-login.register(app)
+def _group(sub: typer.Typer, name: str) -> Any:
+    return lambda app: app.add_typer(sub, name=name)
+
+
+# Who registers which command names: build_app() calls only the registrar of the command it runs.
+REGISTRARS: tuple[tuple[tuple[str, ...], Any], ...] = (
+    (("create", "list", "show", "update", "delete", "current"), events.register),
+    (("apply", "export", "history"), files.register),
+    (("schema",), schema.register),
+    (("db",), _group(db.app, "db")),
+    (("categories",), _group(categories.app, "categories")),
+    (("token",), _group(tokens.app, "token")),
+    (("cleanup",), cleanup.register),
+    (("serve",), serve.register),
+    (("timeline",), timeline.register),
+    (("login", "logout"), login.register),
+)
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The CLI: every command, or (``command``) only the commands of its registrar.
+
+    typer turns every registered command into click's objects before it runs one (a third of
+    ``eventctl list``'s own start-up), so the entry point registers only what it runs; the
+    command is the same object either way (tests compare the output). Built with Typer's
+    public API alone: a new app, the root callback, the registrars.
+    """
+    app = typer.Typer(**APP_SETTINGS)
+    app.callback()(root)
+    for names, register in REGISTRARS:
+        if command is None or command in names:
+            register(app)
+    return app
+
+
+app = build_app()
 
 
 def main() -> None:
-    app_for(sys.argv[1:])(prog_name="eventctl")
-
-
-def app_for(args: list[str]) -> typer.Typer:
-    """The app with only the command ``args`` name, or the whole app.
-
-    typer turns every registered command into click's objects before it runs one (a third
-    of ``eventctl list``'s own start-up); the command runs the same either way (the same
-    root callback and command objects; tests compare the output). No command named, an
-    option before it other than the root's own (``--help``, completion) or an unknown
-    name: the whole app, so help and click's own errors list every command.
-    """
-    name = _command_name(args)
-    if name is None:
-        return app
-    lean = typer.Typer(**APP_SETTINGS)
-    lean.registered_callback = app.registered_callback
-    for info in app.registered_commands:
-        if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:  # type: ignore[union-attr]
-            lean.registered_commands = [info]
-            return lean
-    for group in app.registered_groups:
-        if group.name == name:
-            lean.registered_groups = [group]
-            return lean
-    return app
+    build_app(_command_name(sys.argv[1:]))(prog_name="eventctl")
 
 
 ROOT_VALUE_OPTIONS = (
@@ -181,6 +180,10 @@ ROOT_FLAGS = ("--insecure-http",)
 
 
 def _command_name(args: list[str]) -> str | None:
+    """The command ``args`` run, when a registrar has it; None (the whole app) for no command, an
+    option before it other than the root's own (``--help``, completion) or an unknown name, so help
+    and click's own errors list every command."""
+    known = {name for names, _ in REGISTRARS for name in names}
     at = 0
     while at < len(args):
         arg = args[at]
@@ -189,5 +192,5 @@ def _command_name(args: list[str]) -> str | None:
         elif arg in ROOT_FLAGS or arg.split("=", 1)[0] in ROOT_VALUE_OPTIONS:
             at += 1
         else:
-            return None if arg.startswith("-") else arg
+            return arg if arg in known else None
     return None
