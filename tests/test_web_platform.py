@@ -16,26 +16,11 @@ from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
+from webtools import API, CURRENT, auth, cur, make_app, post
 
 from conftest import count_rows, make_cli
-from test_web import API, CURRENT, auth, cur, make_app, post
 
 TELUGU = "/review/తెలుగు"
-
-
-@pytest.fixture
-def client(db_url):
-    with TestClient(make_app(db_url)) as c:
-        yield c
-
-
-@pytest.fixture
-def token(engine):
-    from eventctl.db import write_session
-    from eventctl.tokens import create_token
-
-    with write_session(engine) as session:
-        return create_token(session, name="platform-admin", now=datetime.now(UTC))
 
 
 def iso(delta: timedelta) -> str:
@@ -382,7 +367,7 @@ def test_stop_waits_for_a_poll_in_flight(db_url, monkeypatch):
 
     monkeypatch.setattr(core, "load_snapshot", slow_snapshot)
     engine = make_engine(Settings(database_url=db_url).resolved_database_url())
-    service = CurrentService(engine, cache_ttl=1, stale_grace=1, poll_interval=0.05)
+    service = CurrentService(engine, cache_ttl=1, stale_grace=1, poll_interval=0.05, max_pages=100)
 
     async def scenario() -> int:
         service.start()
