@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -805,3 +806,69 @@ def test_a_poll_thread_late_for_stop_opens_no_connection(db_url):
     go.set()
     assert finished.wait(10)
     assert connects == [], "a poll connected after stop()"
+
+
+@pytest.mark.postgres
+def test_a_listener_gone_silent_is_noticed_and_a_write_seen_within_a_second(pg_migrated_url):
+    """The listening backend stopped (SIGSTOP: as a NAT forgetting an idle connection, no reset):
+    the connection stays open and silent. The poller sees the counter move with no notification
+    to explain it, hands the change over and the listener reconnects; the write is visible
+    within a second of its commit."""
+    import os
+    import signal
+
+    _empty_tables(pg_migrated_url)
+    committed: list[float] = []
+    with TestClient(make_app(pg_migrated_url, poll_interval=0.25)) as client:
+        service = service_of(client)
+        settle(client)
+        assert cur(client, "/silent").json() is None
+        pid = service.feed.listener.pid
+        admin = sa.create_engine(pg_migrated_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:  # the backend runs on this machine: the test may stop it
+            assert conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}).scalar()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+
+            def stamp(_session) -> None:
+                committed.append(time.monotonic())
+
+            sa.event.listen(sa.orm.Session, "after_commit", stamp)
+            try:
+                assert make_cli(pg_migrated_url)("create", "--name", "S", "--page", "/silent").exit_code == 0
+            finally:
+                sa.event.remove(sa.orm.Session, "after_commit", stamp)
+            seen = wait_for(lambda: (cur(client, "/silent").json() or {}).get("name") == "S")
+            assert seen is not None, "the write was never seen"
+            took = time.monotonic() - committed[-1]
+            print(f"write seen {took * 1000:.0f} ms after its commit with the listener stopped")
+            assert took <= 1.0, took
+            wait_listening(service, connects=2)  # a new connection, another backend
+            assert service.feed.listener.pid != pid
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            admin.dispose()
+
+
+@pytest.mark.postgres
+def test_the_listen_connection_sends_tcp_keepalives(pg_migrated_url, monkeypatch):
+    """A connection dropped without a reset (a NAT, a load balancer) is found dead by TCP itself."""
+    import socket
+
+    import psycopg
+
+    _empty_tables(pg_migrated_url)
+    keepalive: list[int] = []
+    real_connect = psycopg.connect
+
+    def connect(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+        if kwargs.get("autocommit"):  # the listener's own connection (the engine's are not)
+            with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+                keepalive.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+        return conn
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    with TestClient(make_app(pg_migrated_url)) as client:
+        wait_listening(service_of(client))
+    assert keepalive and all(keepalive), keepalive
