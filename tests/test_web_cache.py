@@ -876,3 +876,15 @@ def test_the_listen_connection_sends_tcp_keepalives(pg_migrated_url, monkeypatch
     with TestClient(make_app(pg_migrated_url)) as client:
         wait_listening(service_of(client))
     assert keepalive and all(k == (1, KEEPALIVES["keepalives_idle"]) for k in keepalive), keepalive
+
+
+def test_the_page_bound_has_one_default():
+    """EVENTCTL_CACHE_PAGES's default lives in the settings alone: the service takes it from them."""
+    import inspect
+
+    from eventctl.config import Settings
+    from eventctl.web.current import CurrentService
+
+    assert inspect.signature(CurrentService).parameters["max_pages"].default is inspect.Parameter.empty
+    app = make_app("sqlite:////nonexistent/never-opened.db")
+    assert app.fastapi.state.current.cache.max_pages == Settings().cache_pages
