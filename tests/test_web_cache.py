@@ -340,6 +340,7 @@ def test_misses_of_many_pages_share_queries(db_url):
     pages = [f"/m/{i}" for i in range(LOAD_BATCH + 36)]
 
     async def scenario():
+        await _started(service)  # its resync would read again what is held by then
         answers = await asyncio.gather(*(service.respond(p.encode(), None) for p in pages))
         await service.stop()
         return answers

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from eventctl.web.errors import RawHeaders
-
 if TYPE_CHECKING:
     from eventctl.web.current.service import CurrentService
 
@@ -18,23 +16,6 @@ CURRENT_PATH = f"{EVENTS_PREFIX}/current"
 # Under CORSMiddleware (cross-origin requests, see create_app) it appends ", Origin" to Vary;
 # the outermost fast path answers the other requests with Vary as CORSMiddleware would write it.
 VARY_ORIGIN = (b"vary", b"X-Page-Route, Origin")
-_OUTCOME_BY_STATUS = {304: "not_modified", 400: "bad_request", 409: "conflict", 503: "unavailable"}
-
-
-def outcome_of(status: int, body: bytes, headers: RawHeaders) -> str:
-    """How a /current answer is counted in the metrics (stale answers apart)."""
-    if status in _OUTCOME_BY_STATUS:
-        return _OUTCOME_BY_STATUS[status]
-    if (b"x-eventctl-stale", b"true") in headers:
-        return "stale"
-    return "null" if body == b"null" else "event"
-
-
-def matches(if_none_match: bytes, etag: bytes) -> bool:
-    """RFC 9110 weak comparison for If-None-Match (werkzeug's parser)."""
-    from werkzeug.http import parse_etags
-
-    return parse_etags(if_none_match.decode("latin-1")).contains_weak(etag.decode("ascii").strip('"'))
 
 
 def _request_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bool]:

@@ -166,6 +166,26 @@ def with_answer(record: bytes, until: float, answer: Answer, event: HeldEvent | 
     return HEAD.pack(loaded_at, until, stamp, *head) + record[HEAD.size :]
 
 
+def answer_at(
+    record: bytes, route: str, now: float, complete_until: float, deflater: Deflater
+) -> tuple[Answer, bytes | None]:
+    """The page's answer at ``now`` by the core's rules (``resolve_in_memory``), valid until its
+    next boundary, and the record keeping it (None: a conflict, computed again each time)."""
+    from eventctl.errors import Conflict
+    from eventctl.events import next_boundary, resolve_in_memory
+
+    events = unpack_events(record, deflater)
+    at = datetime.fromtimestamp(now, UTC)
+    boundary = next_boundary(events, at=at)
+    until = min(boundary.timestamp(), complete_until) if boundary is not None else complete_until
+    try:
+        event = resolve_in_memory(events, route=route, at=at)
+    except Conflict as exc:
+        return Answer.error(exc, until), None  # a conflict is rare and loud
+    answer = Answer.ok(b"null", until, NULL_ETAG) if event is None else Answer.ok(event.body, until)
+    return answer, with_answer(record, until, answer, event, events)
+
+
 def kept_body(record: bytes, offset: int, size: int, kind: int, deflater: Deflater) -> bytes:
     """The body of the answer a record keeps (its kind is EVENT, PLAIN or NULL)."""
     if kind == KIND_PLAIN:
@@ -205,3 +225,22 @@ def content_length(size: int) -> tuple[bytes, bytes]:
 
 def entity_headers(body: bytes) -> RawHeaders:
     return [JSON_TYPE, content_length(len(body))]
+
+
+_OUTCOME_BY_STATUS = {304: "not_modified", 400: "bad_request", 409: "conflict", 503: "unavailable"}
+
+
+def outcome_of(status: int, body: bytes, headers: RawHeaders) -> str:
+    """How a /current answer is counted in the metrics (stale answers apart)."""
+    if status in _OUTCOME_BY_STATUS:
+        return _OUTCOME_BY_STATUS[status]
+    if (b"x-eventctl-stale", b"true") in headers:
+        return "stale"
+    return "null" if body == b"null" else "event"
+
+
+def matches(if_none_match: bytes, etag: bytes) -> bool:
+    """RFC 9110 weak comparison for If-None-Match (werkzeug's parser)."""
+    from werkzeug.http import parse_etags
+
+    return parse_etags(if_none_match.decode("latin-1")).contains_weak(etag.decode("ascii").strip('"'))

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import URL, Engine
 
-from eventctl.errors import Conflict
 from eventctl.web.current.cache import PageCache, key_of, route_of
 from eventctl.web.current.feed import Change, ChangeFeed
 from eventctl.web.current.freshness import MAX_ENTRY_AGE, WAIT_AGE, Freshness
@@ -31,16 +30,17 @@ from eventctl.web.current.record import (
     KIND_BROKEN,
     KIND_NULL,
     KIND_OTHER,
-    NULL_ETAG,
     PLAIN_PAGES,
     Answer,
     Deflater,
     HeldEvent,
+    answer_at,
     content_length,
     kept_body,
     loaded_at_of,
+    matches,
+    outcome_of,
     unpack_events,
-    with_answer,
 )
 from eventctl.web.errors import JSON_TYPE, RawHeaders
 
@@ -221,8 +221,6 @@ class CurrentService:
 
         ``method``: the request is also counted here (the outermost fast path), by method and status.
         """
-        from eventctl.web.current.asgi import matches, outcome_of
-
         now = self.clock()
         if now - self._flushed_at >= self.poll_interval:  # also while a poll hangs on a dead database
             self._flushed_at = now
@@ -304,19 +302,10 @@ class CurrentService:
 
     def _recompute(self, key: bytes, record: bytes, loaded_at: float, now: float) -> Answer:
         """The page's answer at ``now`` from its events (the core's rules); kept in the record."""
-        from eventctl.events import next_boundary, resolve_in_memory
-
         complete_until = loaded_at + self.freshness.horizon  # what starts later was not loaded
         if now >= complete_until:
             return self.freshness.unavailable  # only while failing: a fresh page is reloaded long before
-        events = unpack_events(record, self.deflater)
-        at = datetime.fromtimestamp(now, UTC)
-        boundary = next_boundary(events, at=at)
-        until = min(boundary.timestamp(), complete_until) if boundary is not None else complete_until
-        try:
-            event = resolve_in_memory(events, route=route_of(key), at=at)
-        except Conflict as exc:
-            return Answer.error(exc, until)  # computed again each time: a conflict is rare and loud
-        answer = Answer.ok(b"null", until, NULL_ETAG) if event is None else Answer.ok(event.body, until)
-        self.cache.replace(key, record, with_answer(record, until, answer, event, events))
+        answer, kept = answer_at(record, route_of(key), now, complete_until, self.deflater)
+        if kept is not None:
+            self.cache.replace(key, record, kept)
         return answer
