@@ -3,12 +3,8 @@ fixtures are in ``conftest.py``)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-import uuid
-
-import sqlalchemy as sa
 
 ALLOWED = "http://allowed.example"
 CURRENT = "/api/v1/events/current"
@@ -69,30 +65,3 @@ def settle(client) -> None:
     if service.listen:
         wait_listening(service)
     client.portal.call(service.refresh)
-
-
-def drain_notifications(client) -> None:
-    """Wait until the service has taken every write so far as seen, its own included. Listening:
-    until the listener has heard the counter as it is now, and the loop has run what it handed
-    over; polling: one poll from now."""
-    service = service_of(client)
-    if not service.listen:
-        client.portal.call(service.refresh)
-        return
-    wait_listening(service)
-    with service.engine.connect() as conn:
-        now = conn.execute(sa.text("SELECT version FROM eventctl_state WHERE id = 1")).scalar() or 0
-    marker = json.dumps([f"/drain/{uuid.uuid4().hex}"])  # heard after every write before it
-    from eventctl.events import NOTIFY_CHANNEL
-
-    with service.engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_notify(:channel, :marker)"), {"channel": NOTIFY_CHANNEL, "marker": marker})
-    assert wait_for(lambda: service.feed.heard >= now), "the listener never heard the writes so far"
-    client.portal.call(_loop_turn)
-
-
-async def _loop_turn() -> None:
-    """Returns once the callbacks already queued on the loop (handed over by threads) have run."""
-    import asyncio
-
-    await asyncio.sleep(0)

@@ -64,7 +64,11 @@ class CurrentService:
         clock: Callable[[], float] = time.time,
         listen: bool = True,
         listen_url: URL | None = None,
+        read_engine: Engine | None = None,
     ) -> None:
+        """``listen_url``: where LISTEN connects (default: the engine's URL); ``read_engine``: where
+        pages are loaded from (default: the engine). A replica's counter lags the primary's, so a
+        load from it is kept only once it has caught up with the changes the cache was told of."""
         from eventctl.web.metrics import Metrics
 
         self.metrics = metrics or Metrics()
@@ -77,7 +81,7 @@ class CurrentService:
         self.keys = PageKeys()
         self.deflater = Deflater(datetime.fromtimestamp(clock(), UTC))
         self.loader = Loader(
-            engine,
+            read_engine or engine,
             horizon=self.freshness.horizon,
             deflater=self.deflater,
             deflate=lambda: len(self.cache) >= PLAIN_PAGES,  # read in a thread: a page either way is no matter
