@@ -1,4 +1,4 @@
-"""The /current cache (SPEC §4, issue 10): per page, bounded, pushed freshness, several instances."""
+"""The /current cache (SPEC §4): per page, bounded, versioned by the database, pushed freshness, several instances."""
 
 from __future__ import annotations
 

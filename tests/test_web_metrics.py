@@ -1,4 +1,4 @@
-"""GET /metrics (SPEC §4) and the access log (issue 9): counters add up, across worker processes."""
+"""GET /metrics (SPEC §4) and the access log: counters add up, across worker processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The web app speaks the platform's language (issue 11), on SQLite and PostgreSQL.
+"""The web app speaks the platform's language, on SQLite and PostgreSQL.
 
 The platform's full RecordReviewFilters round-trip; page keys (bare keys, UTF-8
 routes sent percent-encoded or as raw bytes); page defaults; the admin list's
