@@ -82,6 +82,7 @@ class ChangeFeed:
         self.read_changes = self._read_changes  # in a worker thread; a seam for tests
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self.running = False  # the poll loop runs (read per request by the fast path: a plain attribute)
         self._wake: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self.stopping = False
@@ -244,10 +245,6 @@ class ChangeFeed:
 
     # ------------------------------------------------------------ lifecycle
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None
-
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
@@ -258,6 +255,7 @@ class ChangeFeed:
             self.request_resync()
             self._task = loop.create_task(self._poll_loop())
             self._task.add_done_callback(self._poller_ended)
+            self.running = True
         if self.listen:
             self.listener.start()
 
@@ -266,7 +264,7 @@ class ChangeFeed:
         again (the fast path trusts a running poller for freshness)."""
         if self.stopping or self._task is not task:
             return
-        self._task = None
+        self._task, self.running = None, False
         if not task.cancelled() and task.exception() is not None:
             from eventctl.text import for_terminal
 
@@ -277,7 +275,7 @@ class ChangeFeed:
         from anyio import to_thread
 
         self.stopping = True
-        task, self._task = self._task, None
+        task, self._task, self.running = self._task, None, False
         if task is not None:
             # a cancel can be lost (3.11's asyncio.wait_for, or any code that swallows it): the task
             # would carry on, so cancel again until it has ended

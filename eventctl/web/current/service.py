@@ -78,6 +78,7 @@ class CurrentService:
         clock_now = lambda: self.clock()  # noqa: E731 - one clock, replaceable (tests step it)
         self.freshness = Freshness(cache_ttl=cache_ttl, stale_grace=stale_grace, clock=clock_now, metrics=self.metrics)
         self.cache = PageCache(max_pages)
+        self._pages = self.cache.pages  # the cache's own dict, read directly on the hot path
         self.keys = PageKeys()
         self.deflater = Deflater(datetime.fromtimestamp(clock(), UTC))
         self.loader = Loader(
@@ -230,13 +231,13 @@ class CurrentService:
             self._flushed_at = now
             self.metrics.flush()
         fresh = self.freshness
-        record = self.cache.pages.get(raw_route) if raw_route else None  # type: ignore[arg-type]
+        record = self._pages.get(raw_route) if raw_route else None  # type: ignore[arg-type]
         # the common case, without a detour: the page held, fresh, its answer computed and still
         # right, no If-None-Match, database fine
         if record is not None and if_none_match is None and not fresh.failing and self.feed.running:
             loaded_at, until, _stamp, etag, offset, size, kind = HEAD.unpack_from(record)
             if now < until and now - loaded_at < MAX_ENTRY_AGE and kind <= KIND_NULL:  # an answer kept
-                self.cache.pages.move_to_end(raw_route)  # type: ignore[arg-type]
+                self._pages.move_to_end(raw_route)  # type: ignore[arg-type]
                 body = kept_body(record, offset, size, kind, self.deflater)
                 outcome = "null" if kind == KIND_NULL else "event"
                 if method is None:
