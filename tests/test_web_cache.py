@@ -818,7 +818,7 @@ def test_a_listener_gone_silent_is_noticed_and_a_write_seen_within_a_second(pg_m
 
     _empty_tables(pg_migrated_url)
     committed: list[float] = []
-    with TestClient(make_app(pg_migrated_url, poll_interval=0.25)) as client:
+    with TestClient(make_app(pg_migrated_url, poll_interval=0.1)) as client:
         service = service_of(client)
         settle(client)
         assert cur(client, "/silent").json() is None
