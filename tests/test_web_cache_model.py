@@ -1,10 +1,13 @@
 """The /current cache against a model of what it may answer (SPEC §2 and §4), on both databases.
 
 Hypothesis drives random writes (creates, renames, page moves, deactivations, deletes, overlaps
-allowed), notifications delivered late, out of order, twice or never, polls, and clock steps
-across window boundaries. After every step, each page whose writes have all been taken as seen
-(a notification delivered, or a poll since) must answer exactly what SPEC §2 resolves on the
-database's rows at the service's clock; a page with a write not yet seen may lag, no more.
+allowed), notifications delivered late, out of order, twice or never, polls, clock steps across
+window boundaries, and outages (the service's database calls fail). After every step, each page
+whose writes have all been taken as seen (a notification delivered, or a poll since) must answer
+exactly what SPEC §2 resolves on the database's rows at the service's clock; a page with a write
+not yet seen may lag, no more. During an outage a page answers 503, or its last good data marked
+stale (windows re-applied against the clock, so still what SPEC §2 says for a page seen), and 503
+once the grace is over.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ def test_the_cache_answers_as_the_database_does(db_url):
             self.pending: list[tuple[int, frozenset[str], int]] = []  # (write, pages, counter) not delivered
             self.unseen: dict[str, set[int]] = {page: set() for page in PAGES}  # writes a page has not seen
             self.writes = 0
+            self.down = False
+            self.real_reads = (self.service.loader.read, self.service.feed.read_changes)
 
         async def _start(self) -> None:
             self.service.start()
@@ -156,19 +161,46 @@ def test_the_cache_answers_as_the_database_does(db_url):
         @rule()
         def poll(self):
             self.loop.run_until_complete(self.service.refresh())
-            for page in PAGES:
-                self.unseen[page].clear()
+            if not self.down:  # a poll that failed took nothing as seen
+                for page in PAGES:
+                    self.unseen[page].clear()
 
         @precondition(lambda self: self.now < self.t0 + HORIZON - 120)
         @rule(seconds=st.sampled_from([0.5, 1, 7, 30, 99, 120]))
         def step(self, seconds):
             self.now += seconds
 
+        @precondition(lambda self: not self.down)
+        @rule()
+        def outage(self):
+            def unreachable(*_args):
+                raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
+
+            self.service.loader.read = self.service.feed.read_changes = unreachable
+            self.down = True
+            self.loop.run_until_complete(self.service.refresh())  # the poller finds it out
+            assert self.service.failing
+
+        @precondition(lambda self: self.down)
+        @rule()
+        def recover(self):
+            self.service.loader.read, self.service.feed.read_changes = self.real_reads
+            self.down = False
+            self.poll()  # the poller finds the database back, and takes every write since as seen
+            assert not self.service.failing
+
         @invariant()
         def seen_pages_answer_as_the_database(self):
             at = datetime.fromtimestamp(self.now, UTC)
             for page in PAGES:
-                status, _headers, body = self.loop.run_until_complete(self.service.respond(page.encode(), None))
+                status, headers, body = self.loop.run_until_complete(self.service.respond(page.encode(), None))
+                if self.down:
+                    last = self.service.last_success
+                    if last is None or self.now - last > 300:  # the grace is over
+                        assert status == 503, (page, status)
+                    if status == 503:
+                        continue
+                    assert status == 409 or (b"x-eventctl-stale", b"true") in headers
                 if self.unseen[page]:
                     continue  # a write not yet seen: it may lag
                 assert _answered(status, body) == _reference(engine, page, at), (page, self.now - self.t0)
