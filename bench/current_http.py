@@ -10,7 +10,7 @@ with wrk (requests spread over the 2,000 pages via X-Page-Route; a Python load
 generator is used when wrk is missing). Prints requests/s, p50 and p99 for each
 (medians over rounds) and the ratios. `eventctl serve` is started exactly as a
 user starts it (`eventctl serve --port N`, default settings, its access log and
-metrics on). Targets (issue 10): >= 0.8x the raw ASGI app, >= 2x bare FastAPI.
+metrics on). Targets (SPEC §4, README): >= 0.8x the raw ASGI app, >= 2x bare FastAPI.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def fill(url: str) -> None:
                         updated_at=now,
                     )
                 )
-        bump_version(session)
+        bump_version(session)  # returns the new counter
     engine.dispose()
 
 

@@ -1,4 +1,4 @@
-"""/current at scale (issue 10): start-up, memory, throughput, write-to-visible latency, list.
+"""/current at scale: start-up, memory, throughput, write-to-visible latency, list.
 
     python bench/scale.py [--events 100000] [--pages 10000] [--small 10000] [--duration 60] [--cold PAGES]
                           [--connections 16] [--writes 200] [--sqlite-writes 50]

@@ -198,37 +198,46 @@ def resolve_uid_with_history(session: Session, *, ref: str) -> uuid.UUID:
 NOTIFY_CHANNEL = "eventctl_events"
 
 
-def bump_version(session: Session, pages: set[str] | frozenset[str] = frozenset()) -> None:
-    """Tell every web worker that events changed, in the same transaction as the write.
+def bump_version(session: Session, pages: set[str] | frozenset[str] = frozenset()) -> int:
+    """Tell every web worker that events changed, in the same transaction as the write; returns the
+    change counter this write set.
 
-    The change counter is what pollers read (SQLite always; PostgreSQL as the fallback);
-    on PostgreSQL a NOTIFY on ``eventctl_events`` names the pages written (a JSON list),
-    delivered to listeners when the transaction commits and never if it rolls back.
+    The change counter is what pollers read (SQLite always; PostgreSQL as the fallback); on
+    PostgreSQL a NOTIFY on ``eventctl_events`` carries the counter and the pages written
+    (``{"v": counter, "p": [pages]}``), delivered to listeners when the transaction commits and
+    never if it rolls back: a listener (or a replica-backed worker) knows which state reflects it.
     """
     counter = sa.update(ChangeCounter).where(col(ChangeCounter.id) == 1)
-    result = session.execute(counter.values(version=col(ChangeCounter.version) + 1))
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    version = session.execute(
+        counter.values(version=col(ChangeCounter.version) + 1).returning(col(ChangeCounter.version))
+    ).scalar()
+    if version is None:
         session.add(ChangeCounter(id=1, version=1))
+        version = 1
     if pages and _dialect(session) == "postgresql":
-        for payload in _notify_payloads(sorted(pages)):
+        for payload in _notify_payloads(sorted(pages), version=int(version)):
             session.execute(
                 sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload}
             )
+    return int(version)
 
 
-def _notify_payloads(pages: list[str], limit: int = 7000) -> list[str]:
-    """JSON lists of pages, each under PostgreSQL's 8000-byte NOTIFY payload limit."""
+def _notify_payloads(pages: list[str], *, version: int, limit: int = 7000) -> list[str]:
+    """``{"v": version, "p": [pages]}`` documents, each under PostgreSQL's 8000-byte NOTIFY payload limit."""
     import json
+
+    def doc(batch: list[str]) -> str:
+        return json.dumps({"v": version, "p": batch}, ensure_ascii=False, separators=(",", ":"))
 
     out: list[str] = []
     batch: list[str] = []
     for page in pages:
-        if batch and len(json.dumps([*batch, page], ensure_ascii=False).encode()) > limit:
-            out.append(json.dumps(batch, ensure_ascii=False))
+        if batch and len(doc([*batch, page]).encode()) > limit:
+            out.append(doc(batch))
             batch = []
         batch.append(page)
     if batch:
-        out.append(json.dumps(batch, ensure_ascii=False))
+        out.append(doc(batch))
     return out
 
 
@@ -381,14 +390,18 @@ def record_writes(session: Session, writes: list[audit.Write], *, actor: str, vi
         return frozenset()
     audit.insert(session, writes, actor=actor, via=via, at=at)
     pages = frozenset(p for w in writes for p in w.pages())
-    bump_version(session, pages)
-    session.info.setdefault(_WRITTEN, set()).update(pages)
+    version = bump_version(session, pages)
+    written = session.info.setdefault(_WRITTEN, {"pages": set(), "version": None})
+    written["pages"].update(pages)
+    written["version"] = version
     return pages
 
 
-def pages_written(session: Session) -> frozenset[str]:
-    """Every page a write in this session touched (before and after a move)."""
-    return frozenset(session.info.get(_WRITTEN, ()))
+def pages_written(session: Session) -> tuple[frozenset[str], int | None]:
+    """Every page a write in this session touched (before and after a move), and the change counter its
+    last write set (None: no write): once committed, the state that counter names reflects them all."""
+    written = session.info.get(_WRITTEN) or {"pages": (), "version": None}
+    return frozenset(written["pages"]), written["version"]
 
 
 def _record_write(

@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import hypothesis
@@ -277,3 +278,23 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"{kind} tests: {c.get('passed', 0)} passed, {c.get('failed', 0)} failed, "
             f"{c.get('skipped', 0)} skipped, {c.get('error', 0)} errors"
         )
+
+
+@pytest.fixture
+def client(db_url):
+    """The app (``webtools.make_app``) on the test's database, served in-process."""
+    from starlette.testclient import TestClient
+    from webtools import make_app
+
+    with TestClient(make_app(db_url)) as c:
+        yield c
+
+
+@pytest.fixture
+def token(engine):
+    """An admin token on the test's database."""
+    from eventctl.db import write_session
+    from eventctl.tokens import create_token
+
+    with write_session(engine) as session:
+        return create_token(session, name="frontend-admin", now=datetime.now(UTC))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import urllib.request
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from webtools import free_port
 
 from conftest import REQUIRE_PG as IN_CI
 from conftest import make_cli
@@ -35,12 +35,6 @@ fetch(api + "/api/v1/events/current", {headers: {"X-Page-Route": "/review/audio"
   .catch(err => { document.getElementById("out").textContent = "blocked: " + err; });
 </script>
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -94,7 +88,7 @@ def served_api(tmp_path, page_servers):
     cli = make_cli(url)
     assert cli("db", "upgrade").exit_code == 0
     assert cli("create", "--name", "Audio week", "--page", "/review/audio", "--media-type", "audio").exit_code == 0
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
     env.update(EVENTCTL_DATABASE_URL=url, EVENTCTL_CORS_ORIGINS=page_servers[0])
     proc = subprocess.Popen(

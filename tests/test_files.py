@@ -203,8 +203,7 @@ def test_an_audit_write_failure_rolls_back_the_change(cli, db_url, monkeypatch, 
 def test_history_from_every_writer_cli_http_apply_cleanup(cli, db_url, tmp_path):
     """Issue 9: a create via CLI, an update via HTTP, an apply and a cleanup of the same event → four entries."""
     from fastapi.testclient import TestClient
-
-    from test_web import make_app
+    from webtools import make_app
 
     token = cli("token", "create", "web-admin").stdout.strip()
     ev = cli(

@@ -12,8 +12,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from test_web import make_app
+from webtools import make_app
 
 pytestmark = pytest.mark.slow
 

@@ -36,7 +36,8 @@ def _pages(listener) -> set[str]:
     marker.execute("SELECT pg_notify('eventctl_events', %s)", (json.dumps([MARK]),))
     pages: set[str] = set()
     for note in conn.notifies(timeout=30):
-        got = set(json.loads(note.payload))
+        data = json.loads(note.payload)
+        got = set(data["p"] if isinstance(data, dict) else data)
         if MARK in got:
             return pages | (got - {MARK})
         pages |= got
@@ -60,9 +61,39 @@ def test_large_page_sets_are_split_under_the_payload_limit():
     from eventctl.events import _notify_payloads
 
     pages = [f"/{'p' * 250}{i}" for i in range(100)]
-    payloads = _notify_payloads(pages)
+    payloads = _notify_payloads(pages, version=2**62)
     assert len(payloads) > 1 and all(len(p.encode()) < 8000 for p in payloads)
-    assert [page for p in payloads for page in json.loads(p)] == pages
+    assert [page for p in payloads for page in json.loads(p)["p"]] == pages
+    assert {json.loads(p)["v"] for p in payloads} == {2**62}
+
+
+def test_each_notification_carries_the_counter_its_write_set(listener, pg_migrated_url):
+    """A listener (or a worker reading a replica) learns from the notification itself which counter
+    reflects the write: no read of the counter, which a later write may already have moved."""
+    import sqlalchemy as sa
+
+    conn, _ = listener
+    cli = make_cli(pg_migrated_url)
+    for name in ("A", "B", "C"):
+        assert cli("create", "--name", name, "--page", f"/{name}").exit_code == 0
+    notes = [json.loads(n.payload) for _, n in zip(range(3), conn.notifies(timeout=30), strict=False)]
+    from eventctl.db import make_engine
+
+    engine = make_engine(pg_migrated_url)
+    with engine.connect() as c:
+        now = c.execute(sa.text("SELECT version FROM eventctl_state")).scalar_one()
+    engine.dispose()
+    assert [(n["v"], n["p"]) for n in notes] == [(now - 2, ["/A"]), (now - 1, ["/B"]), (now, ["/C"])]
+
+
+def test_notifications_of_an_earlier_release_and_garbage_are_read_safely():
+    from eventctl.web.current.feed import parse_notification
+
+    assert parse_notification('["/a", "/b"]') == (["/a", "/b"], None)  # a writer not yet upgraded
+    assert parse_notification('{"v": 7, "p": ["/a"]}') == (["/a"], 7)
+    for bad in ('{"v": "7", "p": []}', '{"v": true, "p": []}', '{"v": -1, "p": []}', '{"p": [1]}', "[1]", "{}"):
+        with pytest.raises(ValueError):
+            parse_notification(bad)
 
 
 def test_cleanup_notifies_the_pages_it_cleaned(listener, pg_migrated_url):

@@ -1,9 +1,10 @@
-"""The /current cache (SPEC §4, issue 10): per page, bounded, pushed freshness, several instances."""
+"""The /current cache (SPEC §4): per page, bounded, versioned by the database, pushed freshness, several instances."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -13,84 +14,26 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+from webtools import API, auth, cur, make_app, post, service_of, settle, wait_for, wait_listening
 
 from conftest import _empty_tables, make_cli
-from test_web import API, auth, cur, make_app, post
-
-DEADLINE = 10.0  # how long to wait before failing, not a bound: bench/scale.py measures latency
-
-
-def _service(client):
-    return client.app.fastapi.state.current
 
 
 def _held(service) -> dict[str, bytes]:
     """The pages held (least recently used first) and their records."""
-    return {key.decode(): record for key, record in service._pages.items()}
-
-
-def _wait_for(predicate, deadline: float = DEADLINE, step: float = 0.005) -> float | None:
-    start = time.monotonic()
-    while time.monotonic() - start < deadline:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(step)
-    return None
-
-
-def _wait_listening(service, connects: int = 1) -> None:
-    assert _wait_for(lambda: service.listening and service.listen_connects >= connects, 10), "never listened"
-
-
-def settle(client) -> None:
-    """Wait for LISTEN (PostgreSQL) and one whole poll after it: no start-up resync is left to land later."""
-    service = _service(client)
-    if service.listen:
-        _wait_listening(service)
-    client.portal.call(service.refresh)
-
-
-def drain_notifications(client) -> None:
-    """Wait until the service has taken every write so far as seen, its own included (each comes
-    back at some later moment, by NOTIFY or by a poll, and drops its pages again). Listening: a
-    marker sent now is delivered after them (PostgreSQL delivers in commit order); polling: one
-    poll from now."""
-    import uuid
-
-    from eventctl.events import NOTIFY_CHANNEL
-
-    service = _service(client)
-    if not service.listen:  # polling: one poll after the write has taken it as seen
-        client.portal.call(service.refresh)
-        return
-    _wait_listening(service)
-    marker, seen = json.dumps([f"/drain/{uuid.uuid4().hex}"]), threading.Event()
-    real = service._on_notify
-
-    def spy(payload: str) -> None:
-        real(payload)
-        if payload == marker:
-            seen.set()
-
-    service._on_notify = spy  # looked up per notification by the LISTEN thread
-    try:
-        with service.engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_notify(:channel, :marker)"), {"channel": NOTIFY_CHANNEL, "marker": marker})
-        assert seen.wait(10), "the marker notification never arrived"
-    finally:
-        del service._on_notify
+    return {key.decode(): record for key, record in service.cache.pages.items()}
 
 
 def test_a_write_drops_only_the_pages_it_touched(db_url):
     with TestClient(make_app(db_url, poll_interval=0.05)) as client:
-        service = _service(client)
+        service = service_of(client)
         settle(client)  # no start-up resync left to reload every held page later
         for page in ("/a", "/b", "/c"):
             assert cur(client, page).json() is None
         held = _held(service)
         assert set(held) == {"/a", "/b", "/c"}
         assert make_cli(db_url)("create", "--name", "A", "--page", "/a").exit_code == 0
-        seen = _wait_for(lambda: (cur(client, "/a").json() or {}).get("name") == "A")
+        seen = wait_for(lambda: (cur(client, "/a").json() or {}).get("name") == "A")
         assert seen is not None
         print(f"CLI write seen after {seen * 1000:.0f} ms ({service.engine.dialect.name})")
         # the other pages were never dropped: same objects, no reload
@@ -116,13 +59,13 @@ def test_a_move_by_the_cli_leaves_both_pages_fresh(db_url):
     r = cli("create", "--name", "M", "--page", "/from", "--json")
     uid = json.loads(r.stdout)["uid"]
     with TestClient(make_app(db_url, poll_interval=0.05)) as client:
-        service = _service(client)
+        service = service_of(client)
         if service.listen:
-            _wait_listening(service)
+            wait_listening(service)
         assert cur(client, "/from").json()["uid"] == uid
         assert cur(client, "/to").json() is None
         assert cli("update", uid, "--page", "/to").exit_code == 0
-        assert _wait_for(lambda: cur(client, "/from").json() is None) is not None
+        assert wait_for(lambda: cur(client, "/from").json() is None) is not None
         assert cur(client, "/to").json()["uid"] == uid
 
 
@@ -130,14 +73,13 @@ def test_the_cache_is_bounded(db_url):
     cli = make_cli(db_url)
     for i in range(3):
         assert cli("create", "--name", f"E{i}", "--page", f"/p/{i}").exit_code == 0
-    app = make_app(db_url)
+    app = make_app(db_url, cache_pages=5)
     bounded = app.fastapi.state.current
-    bounded.max_pages = 5  # the constructor's max_pages (default 10,000)
     with TestClient(app) as client:
         settle(client)  # the start-up poll drops pages loaded while it ran
         for i in range(40):
             assert cur(client, f"/p/{i}").status_code == 200
-            assert len(bounded._pages) <= 5
+            assert len(bounded.cache) <= 5
         assert list(_held(bounded)) == [f"/p/{i}" for i in range(35, 40)]  # the most recent
         assert cur(client, "/p/0").json()["name"] == "E0"  # evicted, loaded again
 
@@ -149,7 +91,7 @@ def test_the_first_request_loads_only_its_page(db_url):
     with TestClient(make_app(db_url)) as client:
         settle(client)  # the start-up poll drops pages loaded while it ran
         assert cur(client, "/s/3").json()["name"] == "E3"
-        assert set(_held(_service(client))) == {"/s/3"}
+        assert set(_held(service_of(client))) == {"/s/3"}
 
 
 def test_the_page_query_uses_the_index(engine):
@@ -185,43 +127,29 @@ def test_the_page_query_uses_the_index(engine):
 
 @pytest.mark.postgres
 def test_listen_killed_polling_keeps_fresh_then_listening_resumes(pg_migrated_url, monkeypatch):
-    from eventctl.web import current
+    from eventctl.web.current import listener
 
     _empty_tables(pg_migrated_url)
     cli = make_cli(pg_migrated_url)
-    monkeypatch.setattr(current, "LISTEN_BACKOFF", (3600.0, 3600.0))
-
-    class Gate(threading.Event):
-        """The listener's backoff ends when the test opens the gate (or stop() sets the event)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.open = threading.Event()
-
-        def wait(self, timeout: float | None = None) -> bool:
-            while not self.is_set() and not self.open.wait(0.01):
-                pass
-            return self.is_set()
-
-    app = make_app(pg_migrated_url, poll_interval=0.1)
-    gate = app.fastapi.state.current._stop_listening = Gate()
-    with TestClient(app) as client:
-        service = _service(client)
-        _wait_listening(service)
+    monkeypatch.setattr(listener, "LISTEN_BACKOFF", (3600.0, 3600.0))  # reconnects when the test says
+    with TestClient(make_app(pg_migrated_url, poll_interval=0.1)) as client:
+        service = service_of(client)
+        wait_listening(service)
         assert cur(client, "/k").json() is None
         admin = sa.create_engine(pg_migrated_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": service._listen_pid}).scalar()
+            pid = service.feed.listener.pid
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
         admin.dispose()
-        assert _wait_for(lambda: not service.listening) is not None
+        assert wait_for(lambda: not service.listening) is not None
         assert cli("create", "--name", "while polling", "--page", "/k").exit_code == 0
-        seen = _wait_for(lambda: (cur(client, "/k").json() or {}).get("name") == "while polling")
+        seen = wait_for(lambda: (cur(client, "/k").json() or {}).get("name") == "while polling")
         assert seen is not None and not service.listening  # only polling could have helped
         print(f"seen by polling after {seen * 1000:.0f} ms")
-        gate.open.set()
-        _wait_listening(service, connects=2)
+        service.feed.listener.retry()
+        wait_listening(service, connects=2)
         assert cli("create", "--name", "pushed", "--page", "/k2").exit_code == 0
-        seen = _wait_for(lambda: (cur(client, "/k2").json() or {}).get("name") == "pushed")
+        seen = wait_for(lambda: (cur(client, "/k2").json() or {}).get("name") == "pushed")
         assert seen is not None
         print(f"seen by LISTEN after {seen * 1000:.0f} ms")
 
@@ -236,13 +164,13 @@ def test_two_instances_see_a_cli_write(pg_migrated_url):
         TestClient(make_app(pg_migrated_url, poll_interval=30)) as two,
     ):
         for client in (one, two):
-            _wait_listening(_service(client))
+            wait_listening(service_of(client))
             assert cur(client, "/both").json() is None
         latencies = []
         for i in range(5):
             assert cli("create", "--name", f"W{i}", "--page", "/both", "--allow-overlap").exit_code == 0
             for client in (one, two):
-                seen = _wait_for(lambda c=client, n=i: len(_names(c)) == n + 1 or _conflict(c, n + 1))
+                seen = wait_for(lambda c=client, n=i: len(_names(c)) == n + 1 or _conflict(c, n + 1))
                 assert seen is not None
                 latencies.append(seen)
         print("two instances, CLI write to visible (ms):", [round(x * 1000) for x in latencies])
@@ -263,16 +191,16 @@ def test_stop_closes_the_listen_connection(pg_migrated_url):
     _empty_tables(pg_migrated_url)
     app = make_app(pg_migrated_url)
     with TestClient(app) as client:
-        service = _service(client)
-        _wait_listening(service)
-        pid, thread = service._listen_pid, service._listener
-    assert thread is not None and not thread.is_alive() and not service.listening  # stop() joined it
+        service = service_of(client)
+        wait_listening(service)
+        pid = service.feed.listener.pid
+    assert pid is not None and not service.feed.listener.alive and not service.listening  # stop() joined it
     # the server forgets a closed session shortly after the client closed it: ask until it has
     admin = sa.create_engine(pg_migrated_url, isolation_level="AUTOCOMMIT")
     query = sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p")
     try:
         with admin.connect() as conn:
-            gone = _wait_for(lambda: conn.execute(query, {"p": pid}).scalar() == 0, 10)
+            gone = wait_for(lambda: conn.execute(query, {"p": pid}).scalar() == 0, 10)
     finally:
         admin.dispose()
     assert gone is not None, "the LISTEN connection outlived stop()"
@@ -285,7 +213,8 @@ def test_a_page_holds_only_its_horizon_and_says_503_past_it(db_url):
     from datetime import UTC, datetime
 
     from eventctl.db import make_engine
-    from eventctl.web.current import WAIT_AGE, CurrentService
+    from eventctl.web.current import CurrentService
+    from eventctl.web.current.freshness import WAIT_AGE
 
     t0 = time.time()
     iso = lambda s: datetime.fromtimestamp(t0 + s, UTC).isoformat()  # noqa: E731
@@ -298,7 +227,7 @@ def test_a_page_holds_only_its_horizon_and_says_503_past_it(db_url):
     engine = make_engine(db_url)
     now = [t0]
     service = CurrentService(
-        engine, cache_ttl=30, stale_grace=grace, poll_interval=3600, listen=False, clock=lambda: now[0]
+        engine, cache_ttl=30, stale_grace=grace, poll_interval=3600, listen=False, clock=lambda: now[0], max_pages=10
     )
 
     async def answer(at: float) -> tuple[int, bytes]:
@@ -311,7 +240,10 @@ def test_a_page_holds_only_its_horizon_and_says_503_past_it(db_url):
         seen = [await answer(0)]
         held = {e.uid for e in service.snapshot["/h"]}
         assert held == {a["uid"], b["uid"]}, "C starts past the horizon: not held"
-        service.failing, service.last_success = True, t0 + 100  # an outage; the last good call at t0+100
+        service.freshness.failing, service.freshness.last_success = (
+            True,
+            t0 + 100,
+        )  # an outage; the last good call at t0+100
         for at in (120, 160, 175, horizon + 1):
             seen.append(await answer(at))
         await service.stop()
@@ -335,9 +267,9 @@ def test_stop_ends_a_poll_loop_that_swallowed_its_cancel(db_url):
     from eventctl.web.current import CurrentService
 
     engine = make_engine(db_url)
-    service = CurrentService(engine, cache_ttl=1, stale_grace=1, poll_interval=0.01, listen=False)
+    service = CurrentService(engine, cache_ttl=1, stale_grace=1, poll_interval=0.01, listen=False, max_pages=10)
     swallowed = []
-    real_refresh = service.refresh
+    real_refresh = service.feed.poll
 
     async def refresh_losing_one_cancel() -> None:
         try:
@@ -350,7 +282,7 @@ def test_stop_ends_a_poll_loop_that_swallowed_its_cancel(db_url):
                 return
             raise
 
-    service.refresh = refresh_losing_one_cancel
+    service.feed.poll = refresh_losing_one_cancel
 
     async def scenario() -> float:
         service.start()
@@ -374,8 +306,8 @@ def _run(engine, scenario):
 def _spy_reads(service) -> list[list[str]]:
     """Every batch of pages the service reads from the database, in order."""
     reads: list[list[str]] = []
-    real_read = service._read_pages
-    service._read_pages = lambda routes, now: reads.append(list(routes)) or real_read(routes, now)
+    real_read = service.loader.read
+    service.loader.read = lambda routes, now: reads.append(list(routes)) or real_read(routes, now)
     return reads
 
 
@@ -383,8 +315,7 @@ async def _started(service) -> None:
     """Start the poller and wait until its start-up poll (a resync) is applied: it drops a page
     loaded while it ran (that page may have been read before the counter it took as seen)."""
     service.start()
-    while service._resync or service._refresh_lock is None or service._refresh_lock.locked():
-        await asyncio.sleep(0.005)
+    await service.refresh()  # after the start-up poll (they take turns): its resync is applied
 
 
 def _direct_service(db_url, **overrides):
@@ -392,13 +323,14 @@ def _direct_service(db_url, **overrides):
     from eventctl.web.current import CurrentService
 
     engine = make_engine(db_url)
-    settings = {"cache_ttl": 30, "stale_grace": 300, "poll_interval": 3600, "listen": False, **overrides}
+    settings = {"cache_ttl": 30, "stale_grace": 300, "poll_interval": 3600, "listen": False, "max_pages": 100}
+    settings.update(overrides)
     return engine, CurrentService(engine, **settings)
 
 
 def test_misses_of_many_pages_share_queries(db_url):
     """A cold cache under load: misses queued together are read by one query (a batch), not one each."""
-    from eventctl.web.current import LOAD_BATCH
+    from eventctl.web.current.loader import LOAD_BATCH
 
     cli = make_cli(db_url)
     for i in range(3):
@@ -408,6 +340,7 @@ def test_misses_of_many_pages_share_queries(db_url):
     pages = [f"/m/{i}" for i in range(LOAD_BATCH + 36)]
 
     async def scenario():
+        await _started(service)  # its resync would read again what is held by then
         answers = await asyncio.gather(*(service.respond(p.encode(), None) for p in pages))
         await service.stop()
         return answers
@@ -424,7 +357,7 @@ def test_misses_of_many_pages_share_queries(db_url):
 def test_a_failed_batch_fails_its_waiters_and_the_next_request_loads_again(db_url):
     assert make_cli(db_url)("create", "--name", "E", "--page", "/f").exit_code == 0
     engine, service = _direct_service(db_url)
-    real_read = service._read_pages
+    real_read = service.loader.read
     failures = [True]
 
     def flaky(routes, now):
@@ -433,11 +366,11 @@ def test_a_failed_batch_fails_its_waiters_and_the_next_request_loads_again(db_ur
             raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
         return real_read(routes, now)
 
-    service._read_pages = flaky
+    service.loader.read = flaky
 
     async def scenario():
         first = await asyncio.gather(*(service.respond(b"/f", None) for _ in range(3)))
-        service.failing = False  # the poller would find the database back
+        service.freshness.failing = False  # the poller would find the database back
         again = await service.respond(b"/f", None)
         await service.stop()
         return first, again
@@ -445,7 +378,7 @@ def test_a_failed_batch_fails_its_waiters_and_the_next_request_loads_again(db_ur
     first, again = _run(engine, scenario)
     assert [status for status, _h, _b in first] == [503] * 3  # nothing held yet: 503, not 500
     assert again[0] == 200 and json.loads(again[2])["name"] == "E"
-    assert not service._pending and not service._queue
+    assert service.loader.idle
 
 
 @pytest.mark.parametrize("deflated", [False, True])
@@ -454,10 +387,10 @@ def test_a_held_page_is_packed_and_unpacks_exactly(db_url, monkeypatch, deflated
     inflate per request), past PLAIN_PAGES deflated, smaller than the answer itself (~0.5 KB a
     page with its key, README: 100,000 pages fit a worker). Unpacked, either gives back the very
     events (times to the microsecond)."""
-    from eventctl.web import current
+    from eventctl.web.current import service
 
     if deflated:
-        monkeypatch.setattr(current, "PLAIN_PAGES", 0)
+        monkeypatch.setattr(service, "PLAIN_PAGES", 0)
     token = make_cli(db_url)("token", "create", "t").stdout.strip()
     with TestClient(make_app(db_url)) as client:
         settle(client)  # the start-up poll drops pages loaded while it ran
@@ -467,11 +400,10 @@ def test_a_held_page_is_packed_and_unpacks_exactly(db_url, monkeypatch, deflated
                                  "end_date": "9999-12-31T23:59:59.999999Z"})  # fmt: skip
         assert r.status_code == 201, r.text
         ev = r.json()
-        drain_notifications(client)  # the write's own NOTIFY, landing later, would drop /pk again
         r = cur(client, "/pk")
         assert r.json()["uid"] == ev["uid"]
         assert cur(client, "/pk").content == r.content  # and again, from the record (the fast path)
-        service = _service(client)
+        service = service_of(client)
         record = _held(service)["/pk"]
         if deflated:
             assert len(record) < len(r.content), (len(record), len(r.content))
@@ -484,7 +416,7 @@ def test_a_held_page_is_packed_and_unpacks_exactly(db_url, monkeypatch, deflated
 
 
 def test_a_header_as_sent_and_its_normal_form_answer_alike_and_are_dropped_together(db_url):
-    from eventctl.web.current import MAX_ALIAS_BYTES, MAX_ALIASES
+    from eventctl.web.current.keys import MAX_ALIAS_BYTES, MAX_ALIASES
 
     token = make_cli(db_url)("token", "create", "t").stdout.strip()
     with TestClient(make_app(db_url)) as client:
@@ -493,10 +425,9 @@ def test_a_header_as_sent_and_its_normal_form_answer_alike_and_are_dropped_toget
         for variant in ("/al/", "//al", "/al?x=1", "/%61l"):
             assert cur(client, variant).json() is None
         ev = post(client, token, {"name": "A", "page_context": "/al"}).json()
-        drain_notifications(client)  # the write's own NOTIFY, landing later, would drop /al again
         for variant in ("/al", "/al/", "//al", "/al?x=1", "/%61l"):
             assert cur(client, variant).json()["uid"] == ev["uid"], variant
-        service = _service(client)
+        service = service_of(client)
         assert set(_held(service)) == {"/al"}  # one page held, whatever the spelling
 
         async def spray():
@@ -504,11 +435,11 @@ def test_a_header_as_sent_and_its_normal_form_answer_alike_and_are_dropped_toget
                 await service.respond(f"/x/{i}%zz".encode(), None)  # malformed, each different
 
         client.portal.call(spray)
-        assert len(service._aliases) <= MAX_ALIASES
+        assert len(service.keys.aliases) <= MAX_ALIASES
         long = "/" + "a" * 300  # too long a page key, and longer than any key held: answered, not remembered
         assert cur(client, long).status_code == 400 and cur(client, long + "/").status_code == 400
         assert len(cur(client, "/x" + "%zz" * 2000).content) < 600
-        assert all(raw is None or len(raw) <= MAX_ALIAS_BYTES for raw in service._aliases)
+        assert all(raw is None or len(raw) <= MAX_ALIAS_BYTES for raw in service.keys.aliases)
 
 
 @settings(max_examples=200, deadline=None)
@@ -526,7 +457,7 @@ def test_a_header_as_sent_and_its_normal_form_answer_alike_and_are_dropped_toget
 )
 def test_packed_events_unpack_to_the_same_events(events):
     """Any windows (year 1 to 9999, to the microsecond, open ends), flags and bodies survive packing."""
-    from eventctl.web.current import Deflater, HeldEvent, _pack_events, _unanswered, _unpack_events
+    from eventctl.web.current.record import Deflater, HeldEvent, make_record, pack_events, unpack_events
 
     deflater = Deflater(datetime(2026, 11, 26, tzinfo=UTC))
     held = [
@@ -534,14 +465,14 @@ def test_packed_events_unpack_to_the_same_events(events):
         for i, (start, end, active, default, name) in enumerate(events)
     ]
     for deflate in (True, False):
-        assert _unpack_events(_unanswered(0.0, _pack_events(held, deflater, deflate)), deflater) == held
+        assert unpack_events(make_record(0.0, 0, pack_events(held, deflater, deflate)), deflater) == held
 
 
 def test_an_old_page_is_reloaded_in_the_background_and_a_very_old_one_first(db_url):
     """Rows changed by hand (no notification) are seen once a page is MAX_ENTRY_AGE old: the
     request that finds it so is answered from memory at once and the page reloads behind it;
     a page not asked for WAIT_AGE is reloaded before the answer."""
-    from eventctl.web.current import MAX_ENTRY_AGE, WAIT_AGE
+    from eventctl.web.current.freshness import MAX_ENTRY_AGE, WAIT_AGE
 
     assert make_cli(db_url)("create", "--name", "before", "--page", "/o").exit_code == 0
     t0 = time.time()
@@ -568,10 +499,10 @@ def test_an_old_page_is_reloaded_in_the_background_and_a_very_old_one_first(db_u
         loads = sum("/o" in batch for batch in reads)
         seen.append(await name_at(MAX_ENTRY_AGE + 1))  # old: from memory, a reload started
         for _ in range(1000):
-            if not service._pending:
+            if service.loader.idle:
                 break
             await asyncio.sleep(0.01)
-        assert not service._pending, "the background reload never ended"
+        assert service.loader.idle, "the background reload never ended"
         seen.append(await name_at(MAX_ENTRY_AGE + 2))  # the reload landed
         seen.append(str(sum("/o" in batch for batch in reads) - loads))
         rename("much later")
@@ -590,7 +521,7 @@ def test_a_write_during_a_page_load_is_not_lost(db_url):
 
     engine, service = _direct_service(db_url)
     reading, release = threading.Event(), threading.Event()
-    real_read = service._read_pages
+    real_read = service.loader.read
 
     def slow_read(routes, now):
         found = real_read(routes, now)
@@ -599,14 +530,16 @@ def test_a_write_during_a_page_load_is_not_lost(db_url):
             release.wait(10)  # the write lands while this load is in flight
         return found
 
-    service._read_pages = slow_read
+    service.loader.read = slow_read
 
     async def scenario():
+        from anyio import to_thread
+
         before = asyncio.create_task(service.respond(b"/w", None))
         while not reading.is_set():
             await asyncio.sleep(0.005)
         assert make_cli(db_url)("create", "--name", "NEW", "--page", "/w").exit_code == 0
-        service.invalidate(["/w"])  # as the notification or the poll would
+        await to_thread.run_sync(service.invalidate, ["/w"])  # as the route that wrote would, in its thread
         after = asyncio.create_task(service.respond(b"/w", None))
         await asyncio.sleep(0.05)
         release.set()
@@ -624,7 +557,7 @@ def test_a_miss_queued_as_every_loader_stops_is_still_loaded(db_url):
     (a miss queued in between had no loader and its request waited for ever)."""
     from anyio import to_thread
 
-    from eventctl.web.current import LOAD_BATCH, LOAD_THREADS
+    from eventctl.web.current.loader import LOAD_BATCH, LOAD_THREADS
 
     engine, service = _direct_service(db_url)
 
@@ -643,7 +576,7 @@ def test_a_miss_queued_as_every_loader_stops_is_still_loaded(db_url):
                 asyncio.create_task(service.respond(f"/b{i}".encode(), None)) for i in range(LOAD_THREADS * LOAD_BATCH)
             ]
             await asyncio.sleep(0.01)
-            assert service._loaders == LOAD_THREADS
+            assert service.loader.loaders == LOAD_THREADS
 
             async def late():
                 await gate  # its first step runs in the same loop step, after the loaders' last ones
@@ -689,7 +622,7 @@ def test_one_unreadable_row_fails_only_its_page(db_url):
 
 def test_a_poller_that_died_is_started_again_by_the_next_request(db_url, caplog):
     engine, service = _direct_service(db_url, poll_interval=0.01)
-    real_refresh, broken = service.refresh, [True]
+    real_refresh, broken = service.feed.poll, [True]
 
     async def refresh_once_broken():
         if broken:
@@ -697,18 +630,17 @@ def test_a_poller_that_died_is_started_again_by_the_next_request(db_url, caplog)
             raise RuntimeError("something unforeseen")
         await real_refresh()
 
-    service.refresh = refresh_once_broken
+    service.feed.poll = refresh_once_broken
 
     async def scenario():
         service.start()
-        first = service._task
         for _ in range(200):
-            if service._task is None:
+            if not service.feed.running:
                 break
             await asyncio.sleep(0.01)
-        died = service._task is None and first.done()
+        died = not service.feed.running
         assert (await service.respond(b"/p", None))[0] == 200
-        restarted = service._task is not None and not service._task.done() and service._task is not first
+        restarted = service.feed.running
         await service.stop()
         return died, restarted
 
@@ -730,67 +662,135 @@ def test_metrics_that_cannot_be_recorded_never_cost_an_answer(db_url, caplog):
     assert caplog.text.count("could not record metrics (metrics directory gone)") == 1
 
 
-def test_a_write_the_first_poll_takes_as_seen_reaches_a_page_loaded_during_that_poll(db_url):
-    """The start-up poll (a resync) reloads the pages held when it began. A page loaded while it
-    ran, then written before the poll read the change counter, was kept, and the poll took the
-    write as seen: nothing dropped it for MAX_ENTRY_AGE (10 minutes). Pages the poll did not list
-    are now dropped when it ends, and loads still running are not kept."""
-    engine, service = _direct_service(db_url)  # no LISTEN: the poll is all the freshness there is
-    entered, go = threading.Event(), threading.Event()
-    real_poll = service._poll_sync
+def _write(engine, *, page: str, name: str) -> int:
+    """Create an event through the core; the change counter its write set."""
+    from eventctl import events as core
+    from eventctl.db import write_session
+    from eventctl.shapes import EventCreate
 
-    def held_poll(held, listening):
-        entered.set()
-        assert go.wait(10)  # the poll thread, not scheduled for a while (a loaded machine)
-        return real_poll(held, listening)
+    with write_session(engine) as session:
+        core.create_event(session, data=EventCreate(name=name, page_context=page), actor="t", via="cli")
+        session.flush()
+        return int(session.execute(sa.text("SELECT version FROM eventctl_state WHERE id = 1")).scalar() or 0)
 
-    service._poll_sync = held_poll
+
+@pytest.mark.parametrize("named", [True, False], ids=["named-change", "resync"])
+def test_a_load_running_while_its_page_changes_is_answered_but_never_kept(db_url, named):
+    """A load reads the counter and its rows, then (a slow thread) lands only after a write to
+    its page was taken as seen — named by a poll, or by a resync that reloads what it holds and
+    drops the rest. Its waiter gets what it read (it asked before the write); the cache refuses
+    the record (older than the change), and the next request loads the write."""
+    from anyio import to_thread
+
+    engine, service = _direct_service(db_url)
+    read_done, release = threading.Event(), threading.Event()
+    real_read = service.loader.read
+
+    def held_read(routes, now):
+        found = real_read(routes, now)
+        if "/x" in routes and not release.is_set():
+            read_done.set()
+            assert release.wait(10)  # the write and the poll happen now
+        return found
+
+    service.loader.read = held_read
 
     async def scenario():
-        from anyio import to_thread
-
-        first = await service.respond(b"/late", None)  # starts the poller; its list is empty
-        assert await to_thread.run_sync(entered.wait, 10)
-        assert make_cli(db_url)("create", "--name", "W", "--page", "/late").exit_code == 0
-        go.set()
-        while service._refresh_lock is None or service._refresh_lock.locked() or service._resync:
-            await asyncio.sleep(0.005)  # the poll has ended and its result is applied
-        after = await service.respond(b"/late", None)
+        await _started(service)
+        assert (await service.respond(b"/held", None))[2] == b"null"  # a page the resync reloads
+        before = asyncio.create_task(service.respond(b"/x", None))
+        assert await to_thread.run_sync(read_done.wait, 10)
+        await to_thread.run_sync(lambda: _write(engine, page="/x", name="W"))
+        if not named:
+            service.feed.request_resync()  # as a LISTEN reconnect would
+        await service.refresh()  # the write taken as seen (SQLite: named by the audit; PostgreSQL: resync)
+        release.set()
+        first = await before
+        after = await service.respond(b"/x", None)
         await service.stop()
         return first, after
 
     first, after = _run(engine, scenario)
-    assert first[2] == b"null"
-    assert after[0] == 200 and (json.loads(after[2]) or {}).get("name") == "W", after[2]
+    assert first[2] == b"null"  # read before the write: a right answer for a request made before it
+    assert after[0] == 200 and json.loads(after[2])["name"] == "W", after[2]
+
+
+def test_the_cache_keeps_a_record_only_if_it_is_as_new_as_every_change_it_was_told():
+    """The one rule, alone: a page's floor and the global floor; a late or repeated change drops
+    nothing newer; per-page floors are forgotten once no load is running."""
+    from eventctl.web.current.cache import PageCache
+    from eventctl.web.current.record import make_record, stamp_of
+
+    cache = PageCache(max_pages=10)
+    rec = lambda stamp: make_record(0.0, stamp, b"")  # noqa: E731
+    assert cache.store(b"/a", rec(5)) and stamp_of(cache.get(b"/a")) == 5
+    assert cache.invalidate([b"/a"], 3) == 0 and cache.get(b"/a") is not None  # late: read after it
+    assert cache.invalidate([b"/a"], 5) == 0  # the very change the record read
+    assert cache.invalidate([b"/a"], 6) == 1 and cache.get(b"/a") is None
+    assert not cache.store(b"/a", rec(5))  # a load that read before the change, landing after it
+    assert cache.store(b"/b", rec(5))  # another page: its own floor
+    assert cache.store(b"/a", rec(6))
+    assert cache.invalidate_all(7) == 2 and len(cache) == 0
+    assert not cache.store(b"/c", rec(6)) and cache.store(b"/c", rec(7))
+    cache.invalidate([b"/d"], 9)
+    cache.forget_floors()  # no load running: any later load reads 9 or more
+    assert cache.store(b"/d", rec(8))  # (only a load begun before the change could read 8)
+
+
+def test_stop_waits_for_every_load_before_it_returns(db_url):
+    """A page load whose thread is still reading when stop() is called: stop() returns only after
+    that thread is done, so nothing touches the engine once the lifespan disposes it."""
+    engine, service = _direct_service(db_url)
+    reading, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    real_read = service.loader.read
+
+    def held_read(routes, now):
+        try:
+            reading.set()
+            assert release.wait(10)
+            return real_read(routes, now)
+        finally:
+            order.append("load ended")
+
+    service.loader.read = held_read
+
+    async def scenario():
+        from anyio import to_thread
+
+        service.start()
+        request = asyncio.create_task(service.respond(b"/s", None))
+        background = asyncio.create_task(service.respond(b"/bg", None))
+        assert await to_thread.run_sync(reading.wait, 10)
+        request.cancel()  # the client went away: its load carries on
+        stopping = asyncio.create_task(service.stop())
+        await asyncio.sleep(0.2)  # a stop() that did not wait would be done by now
+        release.set()
+        await stopping
+        order.append("stop returned")
+        background.cancel()
+        return engine.pool.checkedout()
+
+    assert _run(engine, scenario) == 0
+    assert order[-1] == "stop returned" and "load ended" in order, order
 
 
 def test_a_poll_thread_late_for_stop_opens_no_connection(db_url):
-    """stop() waits for a poll that holds the poll lock; a poll thread that reaches the lock only
-    after stop() returned (not scheduled for a while) must not connect: the engine is disposed."""
+    """stop() waits for a poll that holds the poll lock; a poll thread that starts only after
+    stop() returned (not scheduled for a while) must not connect: the engine is disposed."""
     engine, service = _direct_service(db_url)
-    real_lock, entered, go, finished = service._polling, threading.Event(), threading.Event(), threading.Event()
-    calls = [0]
+    entered, go, finished = threading.Event(), threading.Event(), threading.Event()
+    real_read = service.feed.read_changes
 
-    class LateLock:
-        def __enter__(self):
-            calls[0] += 1
-            if calls[0] == 1:  # the poll thread, before it takes the lock; stop()'s own wait is not held
-                entered.set()
-                go.wait(10)
-            return real_lock.__enter__()
-
-        def __exit__(self, *exc):
-            return real_lock.__exit__(*exc)
-
-    real_poll = service._poll_sync
-
-    def poll(held, listening):
+    def late_read():
+        entered.set()
+        go.wait(10)
         try:
-            return real_poll(held, listening)
+            return real_read()
         finally:
             finished.set()
 
-    service._polling, service._poll_sync = LateLock(), poll
+    service.feed.read_changes = late_read
     connects: list[int] = []
     sa.event.listen(engine, "connect", lambda *_a: connects.append(1))
 
@@ -805,3 +805,85 @@ def test_a_poll_thread_late_for_stop_opens_no_connection(db_url):
     go.set()
     assert finished.wait(10)
     assert connects == [], "a poll connected after stop()"
+
+
+@pytest.mark.postgres
+def test_a_listener_gone_silent_is_noticed_and_a_write_seen_within_a_second(pg_migrated_url):
+    """The listening backend stopped (SIGSTOP: as a NAT forgetting an idle connection, no reset):
+    the connection stays open and silent. The poller sees the counter move with no notification
+    to explain it, hands the change over and the listener reconnects; the write is visible
+    within a second of its commit."""
+    import os
+    import signal
+
+    _empty_tables(pg_migrated_url)
+    committed: list[float] = []
+    with TestClient(make_app(pg_migrated_url, poll_interval=0.1)) as client:
+        service = service_of(client)
+        settle(client)
+        assert cur(client, "/silent").json() is None
+        pid = service.feed.listener.pid
+        admin = sa.create_engine(pg_migrated_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:  # the backend runs on this machine: the test may stop it
+            assert conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}).scalar()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+
+            def stamp(_session) -> None:
+                committed.append(time.monotonic())
+
+            sa.event.listen(sa.orm.Session, "after_commit", stamp)
+            try:
+                assert make_cli(pg_migrated_url)("create", "--name", "S", "--page", "/silent").exit_code == 0
+            finally:
+                sa.event.remove(sa.orm.Session, "after_commit", stamp)
+            seen = wait_for(lambda: (cur(client, "/silent").json() or {}).get("name") == "S")
+            assert seen is not None, "the write was never seen"
+            took = time.monotonic() - committed[-1]
+            print(f"write seen {took * 1000:.0f} ms after its commit with the listener stopped")
+            assert took <= 1.0, took
+            wait_listening(service, connects=2)  # a new connection, another backend
+            assert service.feed.listener.pid != pid
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            admin.dispose()
+
+
+@pytest.mark.postgres
+def test_the_listen_connection_sends_tcp_keepalives(pg_migrated_url, monkeypatch):
+    """A connection dropped without a reset (a NAT, a load balancer) is found dead by TCP itself,
+    within minutes rather than the system's default two hours before the first probe."""
+    import socket
+
+    import psycopg
+
+    from eventctl.web.current.listener import KEEPALIVES
+
+    _empty_tables(pg_migrated_url)
+    keepalive: list[tuple[int, int]] = []
+    real_connect = psycopg.connect
+
+    def connect(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+        if kwargs.get("autocommit"):  # the listener's own connection (the engine's are not)
+            with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+                on = sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+                keepalive.append((on, sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)))
+        return conn
+
+    monkeypatch.setattr(psycopg, "connect", connect)
+    with TestClient(make_app(pg_migrated_url)) as client:
+        wait_listening(service_of(client))
+    assert keepalive and all(k == (1, KEEPALIVES["keepalives_idle"]) for k in keepalive), keepalive
+
+
+def test_the_page_bound_has_one_default():
+    """EVENTCTL_CACHE_PAGES's default lives in the settings alone: the service takes it from them."""
+    import inspect
+
+    from eventctl.config import Settings
+    from eventctl.web.current import CurrentService
+
+    assert inspect.signature(CurrentService).parameters["max_pages"].default is inspect.Parameter.empty
+    app = make_app("sqlite:////nonexistent/never-opened.db")
+    assert app.fastapi.state.current.cache.max_pages == Settings().cache_pages

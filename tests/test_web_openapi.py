@@ -1,10 +1,9 @@
 """The OpenAPI document stays what it was, apart from the changes listed here on purpose.
 
 BASELINE is the document of the app as it was before the routes moved into
-routers (taken from commit 3ed8b7d, which already had the platform's filter
-shape and ``is_default``): every operation's id, statuses and parameters, the
-component schemas and the fields of the event shapes. A refactor must not move
-any of it; a deliberate change is written into INTENDED with its reason.
+routers (once the platform's filter shape and ``is_default`` were in): every
+operation's id, statuses and parameters, the component schemas and the fields
+of the event shapes. A refactor must not move any of it; a deliberate change is written into INTENDED with its reason.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The web app speaks the platform's language (issue 11), on SQLite and PostgreSQL.
+"""The web app speaks the platform's language, on SQLite and PostgreSQL.
 
 The platform's full RecordReviewFilters round-trip; page keys (bare keys, UTF-8
 routes sent percent-encoded or as raw bytes); page defaults; the admin list's
@@ -16,26 +16,11 @@ from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
+from webtools import API, CURRENT, auth, cur, make_app, post
 
 from conftest import count_rows, make_cli
-from test_web import API, CURRENT, auth, cur, make_app, post
 
 TELUGU = "/review/తెలుగు"
-
-
-@pytest.fixture
-def client(db_url):
-    with TestClient(make_app(db_url)) as c:
-        yield c
-
-
-@pytest.fixture
-def token(engine):
-    from eventctl.db import write_session
-    from eventctl.tokens import create_token
-
-    with write_session(engine) as session:
-        return create_token(session, name="platform-admin", now=datetime.now(UTC))
 
 
 def iso(delta: timedelta) -> str:
@@ -365,24 +350,25 @@ def test_503_bodies_say_nothing_about_the_database(url, caplog):
 def test_stop_waits_for_a_poll_in_flight(db_url, monkeypatch):
     """The lifespan disposes the engine after stop(): no poll may still hold a connection then."""
     import asyncio
+    import threading
     import time
 
-    from eventctl import events as core
+    import sqlalchemy as sa
+
     from eventctl.config import Settings
     from eventctl.db import make_engine
     from eventctl.web.current import CurrentService
 
-    slow, real = [], core.load_snapshot
-
-    def slow_snapshot(*args, **kwargs):
-        snapshot = real(*args, **kwargs)  # the session now holds a connection
-        slow.append("queried")
-        time.sleep(0.3)
-        return snapshot
-
-    monkeypatch.setattr(core, "load_snapshot", slow_snapshot)
     engine = make_engine(Settings(database_url=db_url).resolved_database_url())
-    service = CurrentService(engine, cache_ttl=1, stale_grace=1, poll_interval=0.05)
+    service = CurrentService(engine, cache_ttl=1, stale_grace=1, poll_interval=0.05, max_pages=100)
+    slow: list[str] = []
+
+    def slow_counter(_conn, _cursor, statement, *_args) -> None:
+        if "eventctl_state" in statement and threading.current_thread() is not threading.main_thread():
+            slow.append("queried")  # the poll's thread, its connection held
+            time.sleep(0.3)
+
+    sa.event.listen(engine, "after_cursor_execute", slow_counter)
 
     async def scenario() -> int:
         service.start()

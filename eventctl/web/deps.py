@@ -6,17 +6,22 @@ declare what they need with the ``Annotated`` aliases below.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from eventctl.db import read_session, write_session
 from eventctl.errors import Unauthorized
 from eventctl.web.current import CurrentService
+
+log = logging.getLogger("eventctl.web")
 
 
 def get_engine(request: Request) -> Engine:
@@ -32,8 +37,17 @@ CurrentServiceDep = Annotated[CurrentService, Depends(get_current_service)]
 
 
 def get_read_session(engine: EngineDep) -> Iterator[Session]:
-    with read_session(engine) as session:
-        yield session
+    """A read session. Ending it runs after the response may have gone out: a database lost
+    meanwhile (a restart) is one warning line, not a traceback from the ASGI server."""
+    with ExitStack() as stack:
+        session = stack.enter_context(read_session(engine))
+        try:
+            yield session
+        finally:
+            try:
+                stack.close()
+            except sa_exc.DBAPIError as exc:
+                log.warning("a read transaction could not be ended: %s", str(exc.orig).splitlines()[0][:300])
 
 
 def get_write_session(engine: EngineDep) -> Iterator[Session]:

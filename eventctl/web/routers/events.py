@@ -60,9 +60,9 @@ def _event(event: Any, status: int = 200) -> JSONResponse:
 def _commit(session: WriteSession, service: CurrentServiceDep) -> None:
     """Commit, then drop from the /current cache every page the core's writes touched (``pages_written``:
     before and after a move), so no route has to know which pages a write can reach."""
-    pages = core.pages_written(session)
+    pages, version = core.pages_written(session)
     session.commit()
-    service.invalidate(pages)
+    service.invalidate(pages, version=version)
 
 
 @router.post("/", status_code=201, response_model=EventPublic, responses=responses(400, 401, 409, 413, 503))
