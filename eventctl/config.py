@@ -45,6 +45,10 @@ class Settings:
     metrics_public: bool = False
     platform_token: str | None = None
     log_format: str = "text"
+    # deployment shapes (SPEC §11): LISTEN on a direct session connection when the database URL goes
+    # through a transaction-mode pooler; /current loads and the counter poll from a hot-standby replica
+    listen_url: str | None = None
+    read_database_url: str | None = None
     # remote mode (eventctl.remote): the CLI over HTTP instead of a database
     api_url: str | None = None
     api_profile: str | None = None
@@ -215,6 +219,8 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "metrics_public": ("METRICS_PUBLIC", _flag),
     "platform_token": ("PLATFORM_TOKEN", _text),
     "log_format": ("LOG_FORMAT", _choice("text", "json")),
+    "listen_url": ("LISTEN_URL", _text),
+    "read_database_url": ("READ_DATABASE_URL", _text),
     "api_url": ("API_URL", _text),
     "api_profile": ("API_PROFILE", _text),
     "api_token": ("API_TOKEN", _secret),

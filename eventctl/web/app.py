@@ -34,12 +34,32 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
     yield
     await api.state.current.stop()
     api.state.engine.dispose()
+    if api.state.current.read_engine is not api.state.engine:
+        api.state.current.read_engine.dispose()
+
+
+def listen_url(raw: str | None) -> Any:
+    """``EVENTCTL_LISTEN_URL`` as a URL for LISTEN (psycopg's driver, as every PostgreSQL URL here)."""
+    if raw is None:
+        return None
+    from sqlalchemy.engine import make_url
+
+    from eventctl.errors import InvalidInput
+
+    try:
+        url = make_url(raw)
+    except Exception:  # noqa: BLE001
+        raise InvalidInput("EVENTCTL_LISTEN_URL could not be parsed.") from None
+    if url.get_backend_name() != "postgresql":
+        raise InvalidInput("EVENTCTL_LISTEN_URL must be a PostgreSQL URL (postgresql+psycopg://…).")
+    return url.set(drivername="postgresql+psycopg")
 
 
 def create_app(settings: Settings | None = None) -> Any:
     """Build the ASGI app. Nothing connects to the database until a request or the poller does."""
     settings = settings or load_settings()
     engine = make_engine(settings.resolved_database_url())
+    read_engine = make_engine(settings.read_database_url) if settings.read_database_url else None
     metrics = Metrics()
     service = CurrentService(
         engine,
@@ -48,6 +68,8 @@ def create_app(settings: Settings | None = None) -> Any:
         poll_interval=settings.poll_interval,
         max_pages=settings.cache_pages,
         metrics=metrics,
+        listen_url=listen_url(settings.listen_url),
+        read_engine=read_engine,
     )
     api = FastAPI(
         title="eventctl",

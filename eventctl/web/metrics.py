@@ -87,6 +87,15 @@ class Metrics:
             "eventctl_current_cache_entries", "Pages held in the /current cache (all workers)",
             registry=registry, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.replica_fallbacks = Counter(
+            "eventctl_current_replica_fallbacks",
+            "/current loads read from the primary because the replica was behind a known write or down",
+            registry=registry,
+        )
+        self.freshness_mode = Gauge(
+            "eventctl_freshness_mode", "How writes reach this worker: listen (LISTEN/NOTIFY) or poll (1 = current)",
+            ["mode"], registry=registry, multiprocess_mode="liveall",
+        )  # fmt: skip
         # per-request counts wait in a Counter (event loop thread only) until flush(), keyed by the
         # tuple of label children one event increments: one dict increment instead of prometheus-
         # client's locked write to its multiprocess file for each
@@ -113,6 +122,14 @@ class Metrics:
             self._flush_failed = True
         else:
             self._flush_failed = False
+
+    def replica_fallback(self) -> None:
+        """From a load's thread: prometheus-client's counters take a lock of their own."""
+        self.replica_fallbacks.inc()
+
+    def freshness(self, mode: str) -> None:
+        for name in ("listen", "poll"):
+            self.freshness_mode.labels(name).set(1 if name == mode else 0)
 
     # ---- called by the /current service (pre-bound label children, counted in _pending)
     def current_answer(self, outcome: str) -> None:

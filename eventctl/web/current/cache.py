@@ -51,6 +51,12 @@ class PageCache:
         """The rule: a record is kept only if it read no older a counter than its page's floor and the global one."""
         return stamp >= max(self.floor, self._floors.get(key, 0))
 
+    def floor_for(self, routes: list[str]) -> int:
+        """The newest counter a load of these pages must have read to be kept (a replica waits for it).
+        Read from a load's thread: a floor raised meanwhile only makes the cache refuse the record."""
+        floors = self._floors
+        return max([self.floor, *(floors.get(key_of(route), 0) for route in routes)])
+
     def store(self, key: bytes, record: bytes) -> bool:
         """Hold ``record`` for ``key`` unless an invalidation newer than its load came first."""
         if not self.acceptable(key, stamp_of(record)):

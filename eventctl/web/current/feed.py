@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy.engine import URL, Engine
 
 from eventctl.web.current.listener import Listener
-from eventctl.web.current.loader import read_counter
+from eventctl.web.current.loader import ReadSide, read_counter
 
 log = logging.getLogger("eventctl.web")
 AUDIT_BATCH = 5_000  # SQLite: more new audit entries than this in one poll: a change it cannot name
@@ -58,8 +58,10 @@ class ChangeFeed:
         succeeded: Callable[[], None],
         failed: Callable[[BaseException], None],
         listen_url: URL | None = None,
+        side: ReadSide | None = None,
     ) -> None:
         self.engine = engine
+        self.side = side or ReadSide(engine)  # the counter is read where pages are (a replica, or the primary)
         self.poll_interval = poll_interval
         self.postgres = engine.dialect.name == "postgresql"
         self.listen = listen and self.postgres
@@ -79,6 +81,7 @@ class ChangeFeed:
             connected=self.request_resync,
             lost=self.request_resync,
         )
+        self.listener.poll_hint = poll_interval
         self.read_changes = self._read_changes  # in a worker thread; a seam for tests
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -146,7 +149,7 @@ class ChangeFeed:
                 return None
             resync = self._take_resync()
             try:
-                with self.engine.connect() as conn, conn.begin():  # one snapshot: counter and audit agree
+                with self.side.connect() as conn, conn.begin():  # one snapshot: counter and audit agree
                     version = read_counter(conn)
                     pages, audit_id = None, self._audit_id
                     if not self.postgres:

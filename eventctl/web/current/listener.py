@@ -11,14 +11,51 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.engine import URL, Engine
 
 log = logging.getLogger("eventctl.web")
 LISTEN_BACKOFF = (0.1, 5.0)  # first and longest wait between LISTEN reconnections (seconds)
 LISTEN_WAKE = 0.25  # the listener checks for stop() and reconnect requests this often
+POOLER_PROBES = 3  # transactions held open on other connections to see whether a pooler shares the session
 # TCP keepalives: a connection dropped without a reset (a NAT, a load balancer) is found dead
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+class CannotListen(Exception):
+    """LISTEN cannot work over this URL (a hot standby, a transaction-mode pooler): polling it is."""
+
+
+def check_session(conn: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    """Raise CannotListen unless this connection keeps a server session of its own.
+
+    A hot standby refuses LISTEN. A transaction-mode pooler (PgBouncer, managed poolers) hands
+    the server session to another client after each transaction, so notifications would reach
+    whoever holds it: found by holding other connections' transactions open and seeing one of
+    them get this connection's backend, or this connection get another.
+    """
+    import psycopg
+
+    def one(c: Any, sql: str) -> Any:
+        row = c.execute(sql).fetchone()
+        return row[0] if row else None
+
+    if one(conn, "SELECT pg_is_in_recovery()"):
+        raise CannotListen("the server is a hot standby, which cannot LISTEN")
+    mine = one(conn, "SELECT pg_backend_pid()")
+    others = []
+    try:
+        for _ in range(POOLER_PROBES):
+            other = psycopg.connect(*cargs, **{**cparams, "autocommit": False})
+            others.append(other)
+            if one(other, "SELECT pg_backend_pid()") == mine:
+                raise CannotListen("a transaction-mode pooler gives this session to other clients")
+        if one(conn, "SELECT pg_backend_pid()") != mine:
+            raise CannotListen("a transaction-mode pooler moves this connection between server sessions")
+    finally:
+        for other in others:
+            other.close()
 
 
 class Listener:
@@ -33,7 +70,9 @@ class Listener:
     ) -> None:
         self.engine, self.url = engine, url
         self._heard, self._connected, self._lost = heard, connected, lost
+        self.poll_hint: float | str = "?"  # the poll interval, for the log line
         self.listening = False
+        self.impossible: str | None = None  # why LISTEN cannot work over this URL (the feed polls instead)
         self.connects = 0
         self.pid: int | None = None  # the listening backend's process id
         self._thread: threading.Thread | None = None
@@ -73,12 +112,13 @@ class Listener:
         from eventctl.events import NOTIFY_CHANNEL
 
         cargs, cparams = self.engine.dialect.create_connect_args(self.url)
-        cparams = {**cparams, "autocommit": True, "connect_timeout": 5, **KEEPALIVES}
+        cparams = {**cparams, "autocommit": True, "connect_timeout": 5, "prepare_threshold": None, **KEEPALIVES}
         wait, logged = LISTEN_BACKOFF[0], False
         while not self._stop.is_set():
             self._reconnect.clear()
             try:
                 with psycopg.connect(*cargs, **cparams) as conn:
+                    check_session(conn, cargs, cparams)
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self.pid = conn.info.backend_pid
                     self._connected()  # before `listening`: whoever sees it listening sees the resync asked for
@@ -87,6 +127,16 @@ class Listener:
                     while not self._stop.is_set() and not self._reconnect.is_set():
                         for note in conn.notifies(timeout=LISTEN_WAKE):
                             self._heard(note.payload)
+            except CannotListen as exc:
+                self.impossible = str(exc)
+                log.warning(
+                    "not listening for changes: %s; polling every %s s instead. For writes seen within "
+                    "~100 ms, set EVENTCTL_LISTEN_URL (serve --listen-url) to a direct session connection "
+                    "to the primary.",
+                    exc,
+                    self.poll_hint,
+                )
+                return  # for good: the URL will not change
             except Exception as exc:  # noqa: BLE001 - the feed polls meanwhile; reconnect with backoff
                 if not logged and not self._stop.is_set():
                     log.warning("not listening for changes (polling meanwhile): %s", str(exc).splitlines()[0][:300])

@@ -28,6 +28,10 @@ log = logging.getLogger("eventctl.web")
 # gets its own malloc arena, and 40 of them (anyio's default) fragmented the worker's memory
 LOAD_THREADS = 4
 LOAD_BATCH = 64  # pages read by one query when misses queue up (a cold cache under load)
+# a replica behind a write the cache was told of: waited for this long, then the load reads the primary
+REPLICA_WAIT = 1.0
+REPLICA_RECHECK = 0.005  # the replica's counter is read again this often while waiting
+REPLICA_RETRY = 5.0  # a replica that could not be read is tried again after this long
 COUNTER = sa.text("SELECT version FROM eventctl_state WHERE id = 1")
 _LAST_TIMESTAMP = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
 
@@ -36,6 +40,39 @@ Read = Callable[[list[str], float], tuple[int, dict[str, bytes]]]
 
 def read_counter(conn: Any) -> int:
     return int(conn.execute(COUNTER).scalar() or 0)
+
+
+class ReadSide:
+    """Where /current reads: a hot-standby replica, with the primary behind it (SPEC §11); or the
+    primary alone. A replica that cannot be read is left alone for REPLICA_RETRY (no connect timeout
+    paid on every load or poll meanwhile); the loader and the feed share one."""
+
+    def __init__(self, engine: Engine, primary: Engine | None = None) -> None:
+        self.engine, self.primary = engine, primary
+        self._down_until = 0.0  # monotonic
+
+    @property
+    def replica_usable(self) -> bool:
+        return self.primary is not None and time.monotonic() >= self._down_until
+
+    def down(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + REPLICA_RETRY
+        log.warning(
+            "the replica cannot be read (%s); reading the primary for %.0f s",
+            str(exc).splitlines()[0][:200],
+            REPLICA_RETRY,
+        )
+
+    def connect(self) -> Any:
+        """A connection to the replica when it is usable and answers, else to the primary."""
+        if self.primary is None:
+            return self.engine.connect()
+        if self.replica_usable:
+            try:
+                return self.engine.connect()
+            except sa.exc.SQLAlchemyError as exc:
+                self.down(exc)
+        return self.primary.connect()
 
 
 class Loader:
@@ -50,8 +87,15 @@ class Loader:
         on_loaded: Callable[[str, bytes], None],
         on_idle: Callable[[], None],
         observe: Callable[[float], None],
+        side: ReadSide | None = None,
+        wanted: Callable[[list[str]], int] = lambda routes: 0,
+        fell_back: Callable[[], None] = lambda: None,
     ) -> None:
+        """``side``: where pages are read (a replica, with the primary for a load the replica has not
+        replayed up to ``wanted(routes)`` within REPLICA_WAIT, or cannot answer)."""
         self.engine = engine
+        self.side = side or ReadSide(engine)
+        self.wanted, self.fell_back = wanted, fell_back
         self.horizon = horizon
         self.deflater = deflater
         self.deflate = deflate
@@ -82,7 +126,8 @@ class Loader:
         end = now + self.horizon
         horizon = datetime.fromtimestamp(end, UTC) if end < _LAST_TIMESTAMP else None
         started = time.perf_counter()
-        with read_session(self.engine) as session:
+        engine = self._caught_up(routes)
+        with read_session(engine) as session:
             stamp = read_counter(session)  # before the rows: they are at least as new as it says
             found = load_snapshot(session, at=at, pages=routes, horizon=horizon)
         deflate = self.deflate()
@@ -97,6 +142,30 @@ class Loader:
             records[route] = make_record(now, stamp, packed)
         self.observe(time.perf_counter() - started)
         return stamp, records
+
+    def _caught_up(self, routes: list[str]) -> Engine:
+        """The engine to read these pages from: the replica once its counter has reached every change the
+        cache was told of for them (never an answer older than a known write kept as fresh), waiting
+        at most REPLICA_WAIT; else, or when the replica cannot be read, the primary."""
+        side = self.side
+        if side.primary is None:
+            return side.engine
+        if side.replica_usable:
+            wanted = self.wanted(routes)
+            deadline = time.monotonic() + REPLICA_WAIT
+            try:
+                with side.engine.connect() as conn:
+                    while read_counter(conn) < wanted:
+                        conn.rollback()  # a new snapshot for the next look
+                        if time.monotonic() >= deadline:
+                            break
+                        time.sleep(REPLICA_RECHECK)
+                    else:
+                        return side.engine
+            except sa.exc.SQLAlchemyError as exc:
+                side.down(exc)
+        self.fell_back()
+        return side.primary
 
     async def _run(self, routes: list[str]) -> tuple[int, dict[str, bytes]]:
         import anyio

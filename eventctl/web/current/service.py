@@ -24,7 +24,7 @@ from eventctl.web.current.cache import PageCache, key_of, route_of
 from eventctl.web.current.feed import Change, ChangeFeed
 from eventctl.web.current.freshness import MAX_ENTRY_AGE, WAIT_AGE, Freshness
 from eventctl.web.current.keys import PageKeys
-from eventctl.web.current.loader import Loader, read_counter
+from eventctl.web.current.loader import Loader, ReadSide, read_counter
 from eventctl.web.current.record import (
     HEAD,
     KIND_BROKEN,
@@ -81,8 +81,10 @@ class CurrentService:
         self._pages = self.cache.pages  # the cache's own dict, read directly on the hot path
         self.keys = PageKeys()
         self.deflater = Deflater(datetime.fromtimestamp(clock(), UTC))
+        self.read_engine = read_engine or engine
+        side = ReadSide(self.read_engine, engine if read_engine is not None else None)
         self.loader = Loader(
-            read_engine or engine,
+            self.read_engine,
             horizon=self.freshness.horizon,
             deflater=self.deflater,
             deflate=lambda: len(self.cache) >= PLAIN_PAGES,  # read in a thread: a page either way is no matter
@@ -90,16 +92,20 @@ class CurrentService:
             on_loaded=self._loaded,
             on_idle=self.cache.forget_floors,
             observe=self.metrics.loaded,
+            side=side,
+            wanted=self.cache.floor_for,
+            fell_back=self.metrics.replica_fallback,
         )
         self.feed = ChangeFeed(
-            engine,
+            self.read_engine,  # the counter is polled where pages are read (a replica: as it replays)
             poll_interval=poll_interval,
             listen=listen,
             apply=self._apply,
             notified=self._notified,
             succeeded=self._polled,
             failed=self._failed,
-            listen_url=listen_url,
+            listen_url=listen_url or engine.url,  # LISTEN on the primary (a replica cannot)
+            side=side,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -118,6 +124,17 @@ class CurrentService:
     @property
     def listening(self) -> bool:
         return self.feed.listener.listening
+
+    @property
+    def freshness_mode(self) -> str:
+        """``listen`` while a LISTEN connection pushes writes here, else ``poll`` (SQLite, a pooler or
+        standby without EVENTCTL_LISTEN_URL, or LISTEN reconnecting)."""
+        return "listen" if self.feed.listen and self.feed.listener.listening else "poll"
+
+    @property
+    def freshness_note(self) -> str | None:
+        """Why LISTEN cannot work over the URL it was given (None: it can, or it is not asked for)."""
+        return self.feed.listener.impossible if self.feed.listen else None
 
     @property
     def listen_connects(self) -> int:
@@ -147,6 +164,7 @@ class CurrentService:
 
     def _polled(self) -> None:
         self.freshness.recovered()
+        self.metrics.freshness(self.freshness_mode)
         self.metrics.flush()  # the per-request counts reach prometheus-client once a poll
         self.metrics.data_age(0.0, len(self.cache))
 
