@@ -208,8 +208,8 @@ def test_operations_unchanged_apart_from_intended_changes(doc):
 
 def test_schemas_and_event_fields_unchanged(doc):
     schemas = doc["components"]["schemas"]
-    # the history route's answer (SPEC §8); the server-kind answer (SPEC §10)
-    assert set(schemas) == BASELINE_SCHEMAS | {"AuditEntryOut", "ServerInfo"}
+    # the history route's answer (SPEC §8); the server-kind answer (SPEC §10); /readyz's freshness (SPEC §11)
+    assert set(schemas) == BASELINE_SCHEMAS | {"AuditEntryOut", "ServerInfo", "ReadyOut"}
     for name, fields in BASELINE_FIELDS.items():
         assert set(schemas[name]["properties"]) == fields, name
 

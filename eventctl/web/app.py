@@ -14,7 +14,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.engine import Engine
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from eventctl import __version__
 from eventctl.config import Settings, load_settings
@@ -55,7 +57,7 @@ def listen_url(raw: str | None) -> Any:
     return url.set(drivername="postgresql+psycopg")
 
 
-def create_app(settings: Settings | None = None) -> Any:
+def create_app(settings: Settings | None = None) -> EventctlApp:
     """Build the ASGI app. Nothing connects to the database until a request or the poller does."""
     settings = settings or load_settings()
     engine = make_engine(settings.resolved_database_url())
@@ -82,22 +84,49 @@ def create_app(settings: Settings | None = None) -> Any:
     install_error_handlers(api)
     for router in ROUTERS:
         api.include_router(router)
-    inner = CurrentFastPath(AdminAuth(api, engine, metrics_public=settings.metrics_public), service)
-    stack = CORSMiddleware(
-        RequestMetricsAndLog(inner, metrics),
-        allow_origins=list(settings.cors_origins),
-        allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE"],
-        allow_headers=["X-Page-Route", "If-None-Match", "Authorization", "Content-Type"],
-        expose_headers=["ETag", "X-Eventctl-Stale"],
-        allow_credentials=False,
-        max_age=600,
-    )
-    app: Any = CurrentFastPath(stack, service, outermost=True)  # same-origin /current: nothing in between
-    app.fastapi = api  # for tests and tooling (openapi, state)
+    return EventctlApp(api, build_stack(api, settings=settings, engine=engine, service=service, metrics=metrics))
+
+
+class EventctlApp(CurrentFastPath):
+    """The ASGI app ``eventctl serve`` runs: outermost, the /current fast path for same-origin requests
+    (nothing in between on the hot path), over the middleware stack that ``build_stack`` assembles;
+    the FastAPI app inside it is ``fastapi`` (routes, OpenAPI, state)."""
+
+    def __init__(self, api: FastAPI, stack: ASGIApp) -> None:
+        super().__init__(stack, api.state.current, outermost=True)
+        self.fastapi = api
+
+
+def build_stack(
+    api: FastAPI, *, settings: Settings, engine: Engine, service: CurrentService, metrics: Metrics
+) -> ASGIApp:
+    """The one place the middleware order is decided (as Starlette's ``build_middleware_stack``),
+    innermost first: FastAPI; ``AdminAuth`` (401 before any body is read); ``CurrentFastPath`` for
+    cross-origin /current (answered under CORS, past FastAPI's routing); ``RequestMetricsAndLog``;
+    ``CORSMiddleware`` (deny by default). ``EventctlApp`` wraps it all."""
+    layers: list[tuple[Any, dict[str, Any]]] = [
+        (AdminAuth, {"engine": engine, "metrics_public": settings.metrics_public}),
+        (CurrentFastPath, {"service": service}),
+        (RequestMetricsAndLog, {"metrics": metrics}),
+        (
+            CORSMiddleware,
+            {
+                "allow_origins": list(settings.cors_origins),
+                "allow_methods": ["GET", "HEAD", "POST", "PUT", "DELETE"],
+                "allow_headers": ["X-Page-Route", "If-None-Match", "Authorization", "Content-Type"],
+                "expose_headers": ["ETag", "X-Eventctl-Stale"],
+                "allow_credentials": False,
+                "max_age": 600,
+            },
+        ),
+    ]
+    app: ASGIApp = api
+    for layer, options in layers:
+        app = layer(app, **options)
     return app
 
 
-def app_from_env() -> Any:
+def app_from_env() -> EventctlApp:
     """uvicorn factory: settings resolved now, in each worker (``eventctl serve``)."""
     import gc
     import os
