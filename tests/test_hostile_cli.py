@@ -20,6 +20,8 @@ HOSTILE = [
     "\x1b[2J\x1b]0;pwned\x07",
     "line\nforged",
     "\u202eevil",
+    "a\u2028forged\u2029b",
+    "x\u2066\u200fy",
     "x" * 1_000_000,
     "9" * 400,
     "-1",
