@@ -89,6 +89,10 @@ def list_categories(session: Session) -> list[Category]:
 
 
 def _load_json(text: str | bytes, *, source: str) -> Any:
+    """JSON text; a UTF-8 byte order mark at the start is skipped (Windows editors write one,
+    and ``apply`` and the HTTP API accept it)."""
+    if isinstance(text, str):
+        text = text.removeprefix("\ufeff")
     try:
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:

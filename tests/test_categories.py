@@ -524,3 +524,24 @@ def test_the_dry_run_makes_the_real_writes_and_undoes_them(cli, db_url, tmp_path
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("DROP INDEX test_only_unique_title"))
+
+
+def test_a_utf8_byte_order_mark_is_accepted_as_apply_and_http_accept_it(cli, db_url, tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(PLATFORM_EXPORT).encode())
+    r = cli("categories", "import", str(path), "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["created"] == 2
+    r = cli("categories", "import", "-", "--json", input="\ufeff" + json.dumps(PLATFORM_EXPORT))
+    assert r.exit_code == 0 and r.json()["unchanged"] == 2, r.stderr
+    # only at the start: a BOM anywhere else is not JSON
+    r = cli("categories", "import", "-", input=json.dumps(PLATFORM_EXPORT) + "\ufeff")
+    assert r.exit_code == 2 and "not valid JSON" in r.stderr
+
+
+def test_push_reads_a_seed_file_with_a_byte_order_mark(cli_no_db, platform, tmp_path):
+    path = tmp_path / "seed.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"categories": [{"name": "folk", "title": "Folk"}]}).encode())
+    r = cli_no_db("categories", "push", str(path), "--api", API, "--dry-run", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["would_send"] == [{"name": "folk", "title": "Folk"}]
