@@ -157,6 +157,8 @@ def test_hostile_files(cli, rows, tmp_path):
         ["apply", str(tmp_path / "surrogate.json")],
         ["apply", "/dev/zero"],
         ["apply", str(tmp_path)],
+        ["apply", ""],
+        ["categories", "import", ""],
         ["categories", "import", "/dev/zero"],
         ["categories", "import", str(tmp_path / "cats.json")],
         ["create", "--name", "x", "--page", "/x", "--filters", "@/dev/zero"],
