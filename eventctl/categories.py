@@ -89,6 +89,10 @@ def list_categories(session: Session) -> list[Category]:
 
 
 def _load_json(text: str | bytes, *, source: str) -> Any:
+    """JSON text; a UTF-8 byte order mark at the start is skipped (Windows editors write one,
+    and ``apply`` and the HTTP API accept it)."""
+    if isinstance(text, str):
+        text = text.removeprefix("\ufeff")
     try:
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -237,8 +241,12 @@ def parse_seed_document(text: str, *, source: str) -> list[dict[str, Any]]:
 
 
 def import_categories(session: Session, *, items: list[dict[str, Any]], dry_run: bool, now: Any) -> dict[str, int]:
-    """Upsert by uid. Idempotent. Refuses (nothing written) when a name would belong to two uids."""
-    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    """Upsert by uid. Idempotent. Refuses (nothing written) when a name would belong to two uids.
+
+    Names may pass through each other (a swap, a rotation, a new category taking a name that a
+    rename frees): only the final state must hold each name once. The dry run makes the same
+    writes inside a savepoint and rolls them back, so it refuses whatever the real run refuses.
+    """
     existing = list(session.exec(select(Category)).all())
     by_uid = {c.uid: c for c in existing}
     final_names = {c.uid: c.name for c in existing}
@@ -252,23 +260,47 @@ def import_categories(session: Session, *, items: list[dict[str, Any]], dry_run:
                 f"Category name {name!r} would belong to both {first} (known here) and {second}; nothing was written."
             )
         seen[name] = uid
+    if not dry_run:
+        return _upsert(session, items=items, by_uid=by_uid, now=now)
+    savepoint = session.begin_nested()
+    try:
+        return _upsert(session, items=items, by_uid=by_uid, now=now)
+    finally:
+        savepoint.rollback()
+        session.expire_all()
+
+
+def _upsert(
+    session: Session, *, items: list[dict[str, Any]], by_uid: dict[uuid.UUID, Category], now: Any
+) -> dict[str, int]:
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    renamed: list[tuple[Category, dict[str, Any]]] = []
     for item in items:
         row = by_uid.get(item["uid"])
         if row is None:
-            counts["created"] += 1
-            if not dry_run:
-                session.add(Category(**item, created_at=now, updated_at=now))
             continue
         fields = {"name": item["name"], "title": item["title"], "description": item["description"]}
         if all(getattr(row, k) == v for k, v in fields.items()):
             counts["unchanged"] += 1
             continue
         counts["updated"] += 1
-        if not dry_run:
-            for k, v in fields.items():
-                setattr(row, k, v)
-            row.updated_at = now
+        if row.name != item["name"]:
+            # first out of the way: a name no category can hold (names refuse control characters),
+            # unique by uid; the unique constraint is checked row by row, not at commit
+            row.name = f"\x01{row.uid.hex}"
             session.add(row)
+        renamed.append((row, fields))
+    session.flush()
+    for row, fields in renamed:
+        for k, v in fields.items():
+            setattr(row, k, v)
+        row.updated_at = now
+        session.add(row)
+    session.flush()  # the renames land before any new category takes a name they freed
+    for item in items:
+        if item["uid"] not in by_uid:
+            counts["created"] += 1
+            session.add(Category(**item, created_at=now, updated_at=now))
     session.flush()
     return counts
 

@@ -41,14 +41,19 @@ class EventctlError(Exception):
 
 
 class InvalidInput(EventctlError):
-    """Invalid input or usage: exit 2, HTTP 422."""
+    """Invalid input or usage: exit 2, HTTP 422.
+
+    ``loc``: where an HTTP request held the value, as FastAPI says it (``("query", "status")``,
+    ``("path", "uid")``); the body unless the web edge says otherwise (``web.errors.located``).
+    """
 
     exit_code = 2
     http_status = 422
+    loc: tuple[str, ...] = ("body",)
 
     def http_body(self) -> dict[str, Any]:
         # FastAPI's own validation-error shape, so every 422 reads alike
-        return {"detail": [{"loc": ["body"], "msg": self.http_detail(), "type": "value_error"}]}
+        return {"detail": [{"loc": list(self.loc), "msg": self.http_detail(), "type": "value_error"}]}
 
 
 class MalformedRoute(InvalidInput):

@@ -12,11 +12,12 @@ import re
 from urllib.parse import unquote
 
 from eventctl.errors import MalformedRoute
+from eventctl.text import CONTROL_CHARS
 
 MAX_ROUTE_LENGTH = 255
 _SLASHES = re.compile(r"/{2,}")
-# whitespace, C0/C1 controls, DEL, lone surrogates
-_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# whitespace, control characters (C0/C1, DEL, bidirectional controls), lone surrogates
+_BAD_CHARS = re.compile(f"[\\s{CONTROL_CHARS}\ud800-\udfff]")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_.:-]+")
 # For the OpenAPI document: what a client sends as X-Page-Route — a route in printable

@@ -72,12 +72,14 @@ def _in_utc(value: datetime | None) -> datetime | None:
         raise ValueError("is out of range once converted to UTC") from None
 
 
-Name = Annotated[StrictStr, BeforeValidator(_name), PField(min_length=1, max_length=NAME_MAX)]
+# the length rules sit on the string itself (after the trim), so pydantic counts characters, not "items";
+# strict strings: bytes (a YAML !!binary) never become text after the checks on text ran
+Name = Annotated[Annotated[StrictStr, PField(min_length=1, max_length=NAME_MAX)], BeforeValidator(_name)]
 Description = Annotated[Annotated[StrictStr, PField(max_length=DESCRIPTION_MAX)] | None, BeforeValidator(_description)]
 PageKey = Annotated[
-    StrictStr,
+    Annotated[StrictStr, PField(max_length=MAX_ROUTE_LENGTH)],
     BeforeValidator(_page),
-    PField(max_length=MAX_ROUTE_LENGTH, examples=["/review/audio", "doc_digitization"]),
+    PField(examples=["/review/audio", "doc_digitization"]),
 ]
 Limit = Annotated[StrictInt, PField(ge=LIMIT_MIN, le=LIMIT_MAX, description="Records per review request (1-100)")]
 When = Annotated[AwareDatetime | None, BeforeValidator(_iso_only), AfterValidator(_in_utc)]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 
-# C0 controls, DEL, C1 controls; lone surrogates cannot be stored as UTF-8 at all
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_EXCEPT_LAYOUT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Characters that act on the terminal instead of being shown: the bidirectional controls
+# (U+061C, U+200E/F, U+202A-U+202E, U+2066-U+2069: U+202E shows "gpj.exe" as "exe.jpg") and the
+# line and paragraph separators U+2028/9 (a line break in many terminals and editors).
+UNSHOWN = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+# C0 controls, DEL, C1 controls and the above; lone surrogates cannot be stored as UTF-8 at all
+CONTROL_CHARS = "\x00-\x1f\x7f-\x9f" + UNSHOWN
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]")
+_CONTROL_EXCEPT_LAYOUT = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{UNSHOWN}]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 

@@ -351,9 +351,57 @@ def _label(t: datetime, unit: str) -> str:
     return f"{t.year:04d}"
 
 
-def ticks(*, start: datetime, end: datetime, width: int, zone: tzinfo = UTC) -> list[tuple[int, str]]:
-    """Axis ticks ``(column, label)`` at round local times of ``zone`` (midnights, Mondays, months…),
-    as many as fit with their labels; deterministic for a given window, width and zone."""
+def _instants(wall: datetime, zone: tzinfo) -> list[datetime]:
+    """The real instants (UTC) at which the clocks of ``zone`` read the naive ``wall``: none in a
+    gap (a spring-forward hour, a skipped day), two in a fold (a fall-back hour), else one."""
+    out: list[datetime] = []
+    for fold in (0, 1):
+        try:
+            at = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+            back = at.astimezone(zone).replace(tzinfo=None, fold=0)
+        except (OverflowError, ValueError):
+            continue
+        if back == wall.replace(fold=0) and at not in out:
+            out.append(at)
+    return sorted(out)
+
+
+def _day_start(midnight: datetime, zone: tzinfo) -> datetime | None:
+    """The first real instant (UTC) of the local date of the naive ``midnight``; None when the zone
+    skips that date (Pacific/Apia, 2011-12-30). A midnight that falls in a gap (clocks going from
+    23:59 to 01:00) starts its day where the gap ends."""
+    found = _instants(midnight, zone)
+    if found:
+        return found[0]
+    try:
+        past_gap = midnight.replace(tzinfo=zone, fold=0).astimezone(UTC)  # PEP 495: maps past the gap
+        if past_gap.astimezone(zone).date() != midnight.date():
+            return None
+        lo, hi = 0, 86_400  # seconds before past_gap: the day's first instant is within a day of it
+        while hi - lo > 1:  # the largest offset still on this date; transitions fall on whole seconds
+            mid = (lo + hi) // 2
+            if (past_gap - timedelta(seconds=mid)).astimezone(zone).date() >= midnight.date():
+                lo = mid
+            else:
+                hi = mid
+        return past_gap - timedelta(seconds=lo)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _begins_date(at: datetime, zone: tzinfo) -> bool:
+    """Whether the local date of ``zone`` moves forward at ``at``."""
+    try:
+        return (at - timedelta(microseconds=1)).astimezone(zone).date() < at.astimezone(zone).date()
+    except (OverflowError, ValueError):
+        return True
+
+
+def tick_times(*, start: datetime, end: datetime, width: int, zone: tzinfo = UTC) -> list[tuple[datetime, str]]:
+    """Axis ticks ``(instant, label)`` at round local times of ``zone`` (midnights, Mondays, months…),
+    as many as fit with their labels. Only times the zone's clocks really show are labelled: a time
+    in a gap gets no tick, a time shown twice (fall back) gets two, a date is labelled where it
+    begins (its midnight, or the end of a gap that swallowed its midnight; a skipped date nowhere)."""
     span = end - start
     choice = None
     for unit, step, length in _STEPS:
@@ -365,23 +413,42 @@ def ticks(*, start: datetime, end: datetime, width: int, zone: tzinfo = UTC) -> 
     unit, step = choice
     lz = local(start, zone)
     zone_used = lz.tzinfo or UTC
-    wall = _floor(lz.replace(tzinfo=None), unit, step)
-    out: list[tuple[int, str]] = []
-    seen: set[int] = set()
+    wall = _floor(lz.replace(tzinfo=None, fold=0), unit, step)
+    out: list[tuple[datetime, str]] = []
     for _ in range(width + 2):
-        try:
-            at = wall.replace(tzinfo=zone_used).astimezone(UTC)
-        except (OverflowError, ValueError):
+        found: list[tuple[datetime, str]] = []
+        if (wall.hour, wall.minute) == (0, 0):
+            # a date is labelled where it begins: its first instant, or again where clocks step
+            # forward onto it after falling back across midnight (St. John's fell back from 00:01);
+            # a midnight that does not begin its date (a fold within the day) is only a time
+            first = _day_start(wall, zone_used)
+            for at in sorted({*([first] if first else []), *_instants(wall, zone_used)}):
+                if _begins_date(at, zone_used):
+                    found.append((at, _label(wall, unit)))
+                elif unit in ("minute", "hour"):
+                    found.append((at, f"{wall:%H:%M}"))
+        else:
+            found = [(at, _label(wall, unit)) for at in _instants(wall, zone_used)]
+        if found and found[0][0] >= end:
             break
-        if at >= end:
-            break
-        if at >= start:
-            c = column(at, start=start, end=end, width=width)
-            if c not in seen:
-                seen.add(c)
-                out.append((c, _label(wall, unit)))
+        for at, text in found:
+            if start <= at < end and not (out and out[-1][0] >= at):  # a day that starts at 01:00: one tick
+                out.append((at, text))
         try:
             wall = _next(wall, unit, step)
         except (OverflowError, ValueError):
             break
+    return out
+
+
+def ticks(*, start: datetime, end: datetime, width: int, zone: tzinfo = UTC) -> list[tuple[int, str]]:
+    """Axis ticks ``(column, label)`` (see ``tick_times``); deterministic for a given window, width and
+    zone. Of two ticks that fall in one column, the first is kept."""
+    out: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    for at, text in tick_times(start=start, end=end, width=width, zone=zone):
+        c = column(at, start=start, end=end, width=width)
+        if c not in seen:
+            seen.add(c)
+            out.append((c, text))
     return out

@@ -190,3 +190,20 @@ def test_unknown_database_driver_is_usage_error_and_creates_nothing(tmp_path):
         assert r.exit_code == 2, (url, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_name_is_counted_in_characters(cli, db_url):
+    r = cli("create", "--name", "n" * 201, "--page", "/x")
+    _assert_refused(r)
+    assert "at most 200 characters" in r.stderr and "items" not in r.stderr, r.stderr
+    r = cli("create", "--name", "x", "--page", "/x", "--description", "d" * 2001)
+    assert "at most 2000 characters" in r.stderr, r.stderr
+
+
+def test_an_empty_file_name_is_refused_in_one_clear_sentence(cli, db_url):
+    for argv in (["apply", ""], ["apply", "  "], ["categories", "import", ""],
+                 ["create", "--name", "x", "--page", "/x", "--filters", "@"]):  # fmt: skip
+        r = cli(*argv)
+        _assert_refused(r)
+        assert "directory" not in r.stderr and "file name" in r.stderr, (argv, r.stderr)
+    assert count_rows(db_url) == 0

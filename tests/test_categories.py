@@ -468,3 +468,80 @@ def test_the_cli_imports_httpx_only_when_talking_to_the_platform(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "False"
+
+
+# --- renames that pass through each other's names -----------------------------------------------
+
+
+def _names(cli):
+    return {c["uid"]: c["name"] for c in cli("categories", "list", "--json").json()}
+
+
+def test_swapping_two_names_works_and_the_dry_run_says_so(cli, db_url, tmp_path):
+    cli("categories", "import", _write(tmp_path, PLATFORM_EXPORT))
+    swap = _write(tmp_path, [{"id": FOLK, "name": "news"}, {"id": NEWS, "name": "folk"}], "swap.json")
+    dry = cli("categories", "import", swap, "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
+    assert dry.json() == {"created": 0, "updated": 2, "unchanged": 0, "dry_run": True}
+    assert _names(cli) == {FOLK: "folk", NEWS: "news"}
+    real = cli("categories", "import", swap, "--json")
+    assert real.exit_code == 0, real.stderr
+    assert real.json() == {**dry.json(), "dry_run": False}
+    assert _names(cli) == {FOLK: "news", NEWS: "folk"}
+
+
+def test_a_rotation_and_a_new_category_taking_a_freed_name(cli, db_url, tmp_path):
+    cli("categories", "import", _write(tmp_path, [*PLATFORM_EXPORT, {"id": POETRY, "name": "poetry"}]))
+    # folk → news → poetry → folk, and a new category takes nothing: every name moves at once
+    rotate = [{"id": FOLK, "name": "news"}, {"id": NEWS, "name": "poetry"}, {"id": POETRY, "name": "folk"}]
+    r = cli("categories", "import", _write(tmp_path, rotate, "rotate.json"), "--json")
+    assert r.exit_code == 0, r.stderr
+    assert _names(cli) == {FOLK: "news", NEWS: "poetry", POETRY: "folk"}
+    # a rename frees "news", and a new category takes it in the same file
+    freed = [{"id": FOLK, "name": "songs"}, {"id": UNKNOWN, "name": "news"}]
+    dry = cli("categories", "import", _write(tmp_path, freed, "freed.json"), "--dry-run", "--json")
+    assert dry.json() == {"created": 1, "updated": 1, "unchanged": 0, "dry_run": True}
+    r = cli("categories", "import", _write(tmp_path, freed, "freed.json"), "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json() == {**dry.json(), "dry_run": False}
+    assert _names(cli) == {FOLK: "songs", NEWS: "poetry", POETRY: "folk", UNKNOWN: "news"}
+
+
+def test_the_dry_run_makes_the_real_writes_and_undoes_them(cli, db_url, tmp_path, engine):
+    """A rule only the database knows (here: an extra unique index on titles) refuses the dry run too."""
+    import sqlalchemy as sa
+
+    cli("categories", "import", _write(tmp_path, PLATFORM_EXPORT))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE UNIQUE INDEX test_only_unique_title ON categories (title)"))
+    try:
+        same_title = _write(tmp_path, [{"id": FOLK, "name": "folk", "title": "News"}], "same.json")
+        dry = cli("categories", "import", same_title, "--dry-run", "--json")
+        real = cli("categories", "import", same_title, "--json")
+        assert (dry.exit_code, real.exit_code) == (3, 3), (dry.stderr, real.stderr)
+        assert dry.stdout == "" and len(dry.stderr.strip().splitlines()) == 1
+        assert cli("categories", "list", "--json").json()[0]["title"] == "Folk songs"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP INDEX test_only_unique_title"))
+
+
+def test_a_utf8_byte_order_mark_is_accepted_as_apply_and_http_accept_it(cli, db_url, tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(PLATFORM_EXPORT).encode())
+    r = cli("categories", "import", str(path), "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["created"] == 2
+    r = cli("categories", "import", "-", "--json", input="\ufeff" + json.dumps(PLATFORM_EXPORT))
+    assert r.exit_code == 0 and r.json()["unchanged"] == 2, r.stderr
+    # only at the start: a BOM anywhere else is not JSON
+    r = cli("categories", "import", "-", input=json.dumps(PLATFORM_EXPORT) + "\ufeff")
+    assert r.exit_code == 2 and "not valid JSON" in r.stderr
+
+
+def test_push_reads_a_seed_file_with_a_byte_order_mark(cli_no_db, platform, tmp_path):
+    path = tmp_path / "seed.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"categories": [{"name": "folk", "title": "Folk"}]}).encode())
+    r = cli_no_db("categories", "push", str(path), "--api", API, "--dry-run", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert r.json()["would_send"] == [{"name": "folk", "title": "Folk"}]

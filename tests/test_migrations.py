@@ -118,7 +118,7 @@ def test_db_commands(fresh_url):
     assert [h["revision"] for h in hist][::-1][: len(RELEASED)] == RELEASED
     r = cli("db", "upgrade", "no_such_rev")
     assert r.exit_code == 2 and "no_such_rev" in r.stderr
-    r = cli("db", "downgrade", "base")
+    r = cli("db", "downgrade", "base", "--yes")
     assert r.exit_code == 0, r.stderr
     assert cli("db", "current").stdout.strip() == "(none)"
 
@@ -185,8 +185,9 @@ def test_db_upgrade_json(fresh_url):
     cli = make_cli(fresh_url)
     r = cli("db", "upgrade", "--json")
     assert r.exit_code == 0 and r.json() == {"from": None, "to": RELEASED[-1], "notes": []}
-    r = cli("db", "downgrade", "0001_events", "--json")
-    assert r.json() == {"from": RELEASED[-1], "to": "0001_events", "notes": []}
+    r = cli("db", "downgrade", "0001_events", "--json", "--yes")
+    assert r.json()["from"] == RELEASED[-1] and r.json()["to"] == "0001_events" and r.json()["notes"] == []
+    assert [step["revision"] for step in r.json()["steps"]] == RELEASED[:0:-1]
 
 
 OLD_ROWS = [
@@ -267,14 +268,14 @@ def test_downgrade_refuses_what_the_old_shape_cannot_hold(fresh_url):
     cli = make_cli(fresh_url)
     made = cli("create", "--json", "--name", "Two", "--page", "/n", "--media-type", "audio", "--media-type", "text")
     assert made.exit_code == 0, made.stderr
-    r = cli("db", "downgrade", "0003_categories")
+    r = cli("db", "downgrade", "0003_categories", "--yes")
     assert r.exit_code == 2, r.stderr
     assert made.json()["uid"] in r.stderr and "2 values of media_type" in r.stderr
     assert current_revision(engine) == RELEASED[-1]  # nothing changed
     assert cli("show", made.json()["uid"], "--json").json()["filters"]["media_type"] == ["audio", "text"]
     cli("delete", made.json()["uid"], "--yes")
     assert cli("create", "--name", "D", "--page", "/n", "--default").exit_code == 0
-    r = cli("db", "downgrade", "0003_categories")
+    r = cli("db", "downgrade", "0003_categories", "--yes")
     assert r.exit_code == 2 and "is_default" in r.stderr, r.stderr
     engine.dispose()
 
@@ -362,3 +363,127 @@ def test_no_rights_on_the_tables_says_permission_denied(pg_server):
             conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
         engine.dispose()
         pg_server.drop_role_later(role)
+
+
+# ---------------------------------------------------------------- downgrade: said, asked, then done
+
+
+def _seed_everything(cli, tmp_path):
+    """2 events (one updated: 3 audit entries), 1 API token, 2 categories."""
+    import json
+
+    a = cli("create", "--json", "--name", "A", "--page", "/a").json()
+    cli("create", "--name", "B", "--page", "/b")
+    assert cli("update", a["uid"], "--name", "A2").exit_code == 0
+    assert cli("token", "create", "ci").exit_code == 0
+    cats = tmp_path / "cats.json"
+    cats.write_text(json.dumps([{"id": "0b7a6b0e-3c1a-4c55-9d22-123456789abc", "name": "folk"},
+                                {"id": "5f0c2a9d-0000-4000-8000-00000000000b", "name": "news"}]))  # fmt: skip
+    assert cli("categories", "import", str(cats)).exit_code == 0
+
+
+def _counts(engine, tables=("events", "eventctl_audit", "api_tokens", "categories")):
+    present = set(sa.inspect(engine).get_table_names())
+    with engine.connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables if t in present}
+
+
+def test_downgrade_says_what_it_removes_and_asks_first(fresh_url, tmp_path, monkeypatch):
+    import eventctl.cli.db as cli_db
+    from eventctl import migrate
+    from eventctl.db import make_engine
+    from eventctl.migrate import current_revision
+
+    engine = make_engine(fresh_url)
+    migrate.upgrade(engine, "head")
+    cli = make_cli(fresh_url)
+    _seed_everything(cli, tmp_path)
+    before = _counts(engine)
+    assert before == {"events": 2, "eventctl_audit": 3, "api_tokens": 1, "categories": 2}
+
+    # a script without --yes: refused (exit 2), saying what it would remove; nothing changed
+    r = cli("db", "downgrade", "0003_categories")
+    assert r.exit_code == 2 and "--yes" in r.stderr and "3 audit entries" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert current_revision(engine) == RELEASED[-1] and _counts(engine) == before
+
+    # a person at a terminal sees each step, and may decline
+    monkeypatch.setattr(cli_db, "_can_ask", lambda: True)
+    r = cli("db", "downgrade", "0003_categories", input="n\n")
+    assert r.exit_code == 0 and "Not downgraded" in r.stderr, r.stderr
+    assert "0005_audit -> 0004_platform_filters: removes 3 audit entries" in r.stderr
+    assert "0006_current_indexes -> 0005_audit: removes no rows" in r.stderr
+    assert current_revision(engine) == RELEASED[-1] and _counts(engine) == before
+    r = cli("db", "downgrade", "0003_categories", input="y\n")
+    assert r.exit_code == 0, r.stderr
+    assert "This removes 3 audit entries for good" in r.stderr and "Downgrade?" in r.stderr
+    assert current_revision(engine) == "0003_categories"
+
+    # down to base: every kind of row it drops is counted before the question
+    monkeypatch.setattr(cli_db, "_can_ask", lambda: False)
+    r = cli("db", "downgrade", "base")
+    assert r.exit_code == 2, r.stderr
+    for said in ("2 categories", "1 API token", "2 events"):
+        assert said in r.stderr, r.stderr
+    assert current_revision(engine) == "0003_categories"
+    r = cli("db", "downgrade", "base", "--yes", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [(s["revision"], s["removes"]) for s in r.json()["steps"]] == [
+        ("0003_categories", {"categories": 2}),
+        ("0002_api_tokens", {"api_tokens": 1}),
+        ("0001_events", {"events": 2}),
+    ]
+    assert "2 events" in r.stderr  # --yes still says it, on stderr
+    assert current_revision(engine) is None
+    r = cli("db", "downgrade", "base")  # nothing left to remove: nothing to ask
+    assert r.exit_code == 0 and "Nothing to downgrade" in r.stderr, r.stderr
+    engine.dispose()
+
+
+def test_every_table_a_downgrade_drops_is_announced(fresh_url):
+    """The announcement's table (migrate.DOWNGRADE_DROPS) against what each downgrade really drops."""
+    from eventctl import migrate
+    from eventctl.db import make_engine
+
+    engine = make_engine(fresh_url)
+    migrate.upgrade(engine, "head")
+    for prev, rev in reversed(list(zip([None, *RELEASED[:-1]], RELEASED, strict=True))):
+        tables = set(sa.inspect(engine).get_table_names())
+        [step] = migrate.downgrade_plan(engine, prev or "base")
+        assert (step.revision, step.down_to) == (rev, prev)
+        migrate.downgrade(engine, prev or "base", announced=[step])
+        dropped = tables - set(sa.inspect(engine).get_table_names()) - {"eventctl_alembic_version"}
+        assert dropped == {table for table, _ in migrate.DOWNGRADE_DROPS.get(rev, ())}, rev
+    engine.dispose()
+
+
+def test_a_write_after_the_announcement_stops_the_downgrade(fresh_url):
+    from eventctl import migrate
+    from eventctl.db import make_engine
+    from eventctl.errors import Conflict
+    from eventctl.migrate import current_revision
+
+    engine = make_engine(fresh_url)
+    migrate.upgrade(engine, "head")
+    cli = make_cli(fresh_url)
+    plan = migrate.downgrade_plan(engine, "base")
+    assert cli("create", "--name", "Late", "--page", "/late").exit_code == 0  # after the question was answered
+    with pytest.raises(Conflict, match="nothing was removed"):
+        migrate.downgrade(engine, "base", announced=plan)
+    assert current_revision(engine) == RELEASED[-1] and _counts(engine)["events"] == 1
+    migrate.downgrade(engine, "base", announced=migrate.downgrade_plan(engine, "base"))
+    assert current_revision(engine) is None
+    engine.dispose()
+
+
+def test_downgrade_to_a_revision_that_is_not_below_refused(fresh_url):
+    from eventctl import migrate
+    from eventctl.db import make_engine
+
+    engine = make_engine(fresh_url)
+    migrate.upgrade(engine, "0003_categories")
+    cli = make_cli(fresh_url)
+    for target in ("0005_audit", "no_such_rev"):
+        r = cli("db", "downgrade", target, "--yes")
+        assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    engine.dispose()

@@ -6,6 +6,7 @@ The axis used throughout: 2030-01-01 → 2030-01-11 (UTC) on 100 columns, so one
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -14,6 +15,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.console import Console
 from rich.style import Style
@@ -164,6 +167,162 @@ def test_ticks_fall_on_local_midnights_and_are_deterministic():
         start=FROM, end=TO, width=WIDTH, zone=ZoneInfo("Asia/Kolkata")
     )
     assert ticks(start=datetime(1, 1, 1, tzinfo=UTC), end=datetime(9999, 12, 31, tzinfo=UTC), width=WIDTH)
+
+
+def _local_ticks(zone_name, wall_from, wall_to, width):
+    """ticks() on the axis between two local wall times of the zone (both real)."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(zone_name)
+    start = wall_from.replace(tzinfo=zone).astimezone(UTC)
+    end = wall_to.replace(tzinfo=zone).astimezone(UTC)
+    at = lambda instant: column(instant, start=start, end=end, width=width)  # noqa: E731
+    return ticks(start=start, end=end, width=width, zone=zone), at
+
+
+def test_ticks_skip_the_hour_that_clocks_jump_over():
+    got, at = _local_ticks("America/New_York", datetime(2030, 3, 10, 1), datetime(2030, 3, 10, 5), 60)
+    # 02:00-02:59 never shows on a New York clock that day: 01:30 EST is followed by 03:00 EDT
+    assert got == [
+        (at(datetime(2030, 3, 10, 6, tzinfo=UTC)), "01:00"),
+        (at(datetime(2030, 3, 10, 6, 30, tzinfo=UTC)), "01:30"),
+        (at(datetime(2030, 3, 10, 7, tzinfo=UTC)), "03:00"),
+        (at(datetime(2030, 3, 10, 7, 30, tzinfo=UTC)), "03:30"),
+        (at(datetime(2030, 3, 10, 8, tzinfo=UTC)), "04:00"),
+        (at(datetime(2030, 3, 10, 8, 30, tzinfo=UTC)), "04:30"),
+    ]
+
+
+def test_ticks_show_an_hour_that_clocks_show_twice_twice():
+    got, at = _local_ticks("America/New_York", datetime(2030, 11, 3, 0), datetime(2030, 11, 3, 4), 60)
+    assert got == [
+        (0, "11-03"),
+        (at(datetime(2030, 11, 3, 5, tzinfo=UTC)), "01:00"),  # EDT
+        (at(datetime(2030, 11, 3, 6, tzinfo=UTC)), "01:00"),  # EST, an hour later
+        (at(datetime(2030, 11, 3, 7, tzinfo=UTC)), "02:00"),
+        (at(datetime(2030, 11, 3, 8, tzinfo=UTC)), "03:00"),
+    ]
+
+
+def test_ticks_leave_out_a_day_the_zone_skipped():
+    got, at = _local_ticks("Pacific/Apia", datetime(2011, 12, 28), datetime(2012, 1, 2), 60)
+    # Samoa went from 2011-12-29 23:59:59 (-10) to 2011-12-31 00:00 (+14): there was no 12-30
+    labels = [label for _, label in got]
+    assert "12-30" not in labels
+    assert labels == ["12-28", "12:00", "12-29", "12:00", "12-31", "12:00", "01-01", "12:00"]
+    assert {label: c for c, label in got}["12-31"] == at(datetime(2011, 12, 30, 10, tzinfo=UTC))
+
+
+def test_a_day_whose_midnight_never_happened_starts_where_its_clocks_start():
+    got, at = _local_ticks("America/Sao_Paulo", datetime(2018, 11, 3), datetime(2018, 11, 6), 60)
+    # 2018-11-04 began at 01:00 -02 (clocks went from 23:59:59 -03 to 01:00 -02)
+    assert (at(datetime(2018, 11, 4, 3, tzinfo=UTC)), "11-04") in got
+
+
+ODD_ZONES = [
+    "America/New_York",
+    "Pacific/Apia",
+    "America/Sao_Paulo",
+    "Australia/Lord_Howe",  # half-hour DST
+    "Asia/Kolkata",
+    "America/St_Johns",
+    "Pacific/Kiritimati",  # skipped 1994-12-31
+    "Antarctica/Troll",  # +2 h DST
+    "Europe/London",
+    "Asia/Gaza",  # DST at midnight
+]
+
+
+def _says(label, instant, zone):
+    """Whether ``label`` is what the zone's clocks show at ``instant`` (a date: its first instant)."""
+    wall = instant.astimezone(zone)
+    before = (instant - timedelta(microseconds=1)).astimezone(zone)
+    if ":" in label:
+        return label == f"{wall:%H:%M}" and (wall.second, wall.microsecond) == (0, 0)
+    starts_day = before.date() != wall.date()
+    if len(label) == 5:
+        return starts_day and label == f"{wall:%m-%d}"
+    if len(label) == 7:
+        return starts_day and wall.day == 1 and label == f"{wall.year:04d}-{wall.month:02d}"
+    return starts_day and (wall.month, wall.day) == (1, 1) and label == f"{wall.year:04d}"
+
+
+@functools.cache
+def _transitions(zone_name):
+    """The instants (UTC, to the second) at which the zone's offset changed, 1990-2035."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(zone_name)
+    found = []
+    day = datetime(1990, 1, 1, tzinfo=UTC)
+    while day < datetime(2035, 1, 1, tzinfo=UTC):
+        nxt = day + timedelta(days=1)
+        if day.astimezone(zone).utcoffset() != nxt.astimezone(zone).utcoffset():
+            lo, hi = 0, 86_400
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                same = (day + timedelta(seconds=mid)).astimezone(zone).utcoffset() == day.astimezone(zone).utcoffset()
+                lo, hi = (mid, hi) if same else (lo, mid)
+            found.append(day + timedelta(seconds=hi))
+        day = nxt
+    return found
+
+
+@st.composite
+def _axis(draw, *, max_span):
+    """(zone, start, span): half the time a window around one of the zone's offset changes."""
+    name = draw(st.sampled_from(ODD_ZONES))
+    changes = _transitions(name)
+    if changes and draw(st.booleans()):
+        start = draw(st.sampled_from(changes)) - draw(st.timedeltas(timedelta(0), timedelta(days=2)))
+    else:
+        start = draw(
+            st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(UTC))
+        )
+    return name, start, draw(st.timedeltas(min_value=timedelta(minutes=30), max_value=max_span))
+
+
+@given(axis=_axis(max_span=timedelta(days=800)), width=st.integers(min_value=10, max_value=200))
+@settings(max_examples=400)
+def test_every_tick_label_is_a_time_the_zone_really_shows(axis, width):
+    from zoneinfo import ZoneInfo
+
+    from eventctl.timeline import tick_times
+
+    zone_name, start, span = axis
+    zone = ZoneInfo(zone_name)
+    got = tick_times(start=start, end=start + span, width=width, zone=zone)
+    assert [at for at, _ in got] == sorted({at for at, _ in got})
+    for at, label in got:
+        assert start <= at < start + span
+        assert _says(label, at, zone), (label, at, at.astimezone(zone))
+
+
+@given(axis=_axis(max_span=timedelta(days=12)))
+@settings(max_examples=200)
+def test_every_real_local_day_on_a_day_axis_gets_its_tick(axis):
+    from zoneinfo import ZoneInfo
+
+    from eventctl.timeline import tick_times
+
+    zone_name, start, span = axis
+    zone = ZoneInfo(zone_name)
+    days = max(1, span.days)
+    end = start + timedelta(days=days)
+    got = tick_times(start=start, end=end, width=7 * days, zone=zone)  # one tick a day fits, no finer
+    dates = {at.astimezone(zone).date() for at, label in got if len(label) == 5}
+    # a local date begins at a midnight (each of these zones has its midnights on a quarter hour of
+    # UTC) or at an offset change: every such instant on the axis whose date is not the one before it
+    quarter = timedelta(minutes=15)
+    grid = start + (datetime.min.replace(tzinfo=UTC) - start) % quarter
+    candidates = [grid + quarter * i for i in range((end - grid) // quarter + 1)]
+    candidates += [t for t in _transitions(zone_name) if start <= t < end]
+    expected = set()
+    for at in candidates:
+        wall = at.astimezone(zone)
+        if start <= at < end and (at - timedelta(microseconds=1)).astimezone(zone).date() < wall.date():
+            expected.add(wall.date())
+    assert dates == expected
 
 
 # ---------------------------------------------------------------- the picture (Rich)
@@ -421,6 +580,22 @@ def test_hostile_names_never_reach_the_terminal_raw(cli, engine, fixed_clock, tm
     ET.fromstring(document)  # still well-formed XML: no raw control characters, < and & escaped
     assert "\x1b" not in document and "&lt;b&gt;&amp;" in document
     assert json.loads(cli("timeline", *AXIS, "--json").stdout)["pages"][0]["events"][0]["name"] == name
+
+
+def test_the_drawn_axis_labels_only_times_new_york_clocks_showed(cli, engine, fixed_clock, tmp_path):
+    """The terminal and the SVG: on 2030-03-10 New York clocks went from 01:59 EST to 03:00 EDT."""
+    window = ("--tz", "America/New_York", "--from", "2030-03-10T00:00", "--to", "2030-03-10T05:00")
+    r = cli("timeline", *window, env={"COLUMNS": "120"})
+    assert r.exit_code == 0, r.stderr
+    labels = r.stdout.splitlines()[1].split()
+    assert labels[:2] == ["03-10", "00:30"] and "03:00" in labels, labels
+    assert not [label for label in labels if label.startswith("02:")], labels
+    out = tmp_path / "ny.svg"
+    assert cli("timeline", *window, "--svg", str(out), env={"COLUMNS": "120"}).exit_code == 0
+    root = ET.fromstring(out.read_text(encoding="utf-8"))
+    drawn = ["".join(node.itertext()).replace("\xa0", " ") for node in root.iter() if node.tag.endswith("text")]
+    axis = " ".join(drawn)
+    assert "03:00" in axis and "01:30" in axis and "02:00" not in axis and "02:30" not in axis
 
 
 def test_fetch_events_asks_only_for_what_matters(engine):

@@ -67,3 +67,42 @@ def test_database_errors_are_converted_once():
         r = client.get("/down")
     assert r.status_code == 503 and r.json() == {"detail": "The database is unavailable."}
     assert "10.0.0.7" not in r.text
+
+
+@pytest.fixture
+def admin(db_url, engine):
+    from datetime import UTC, datetime
+
+    from eventctl.db import write_session
+    from eventctl.tokens import create_token
+    from test_web import auth, make_app
+
+    with write_session(engine) as session:
+        token = create_token(session, name="t", now=datetime.now(UTC))
+    with TestClient(make_app(db_url)) as client:
+        yield client, auth(token)
+
+
+def _loc(response) -> list[list]:
+    assert response.status_code == 422, response.text
+    return [error["loc"] for error in response.json()["detail"]]
+
+
+def test_a_422_names_where_the_bad_value_was(admin):
+    client, headers = admin
+    api = "/api/v1/events/"
+    assert _loc(client.get(api, params={"status": "bogus"}, headers=headers)) == [["query", "status"]]
+    assert _loc(client.get(api, params={"page_context": "no good"}, headers=headers)) == [["query", "page_context"]]
+    assert _loc(client.get(api, params={"skip": "-1"}, headers=headers)) == [["query", "skip"]]  # FastAPI's own
+    made = client.post(api, json={"name": "E", "page_context": "/p"}, headers=headers).json()
+    for bad in ("--------", "abcd----"):  # no hex digits; fewer than 8 (both pass the path's pattern)
+        for method, path in (("GET", f"{api}{bad}"), ("GET", f"{api}{bad}/history"), ("DELETE", f"{api}{bad}"),
+                             ("PUT", f"{api}{bad}")):  # fmt: skip
+            r = client.request(method, path, json={"name": "x"}, headers=headers)
+            assert _loc(r) == [["path", "uid"]], (method, path)
+    # what is wrong with the body is still the body's
+    r = client.post(api, json={"name": "A", "page_context": "/x", "start_date": "2030-01-02T00:00:00Z",
+                               "end_date": "2030-01-01T00:00:00Z"}, headers=headers)  # fmt: skip
+    assert _loc(r)[0][0] == "body"
+    r = client.put(f"{api}{made['uid']}", json={"page_context": "no good"}, headers=headers)
+    assert _loc(r)[0][0] == "body"

@@ -120,6 +120,9 @@ def read_bounded(path: str, *, limit: int, what: str) -> str:
     """A UTF-8 text file (or ``-`` for stdin), refused when larger than ``limit`` bytes."""
     from eventctl.errors import InvalidInput
 
+    if not path.strip():  # "" would open the current directory
+        said = f"{what}: the file name is empty" if what.startswith("--") else "The file name is empty"
+        raise InvalidInput(f"{said}; give a path, or - for standard input.")
     try:
         if path == "-":
             data = sys.stdin.buffer.read(limit + 1) if hasattr(sys.stdin, "buffer") else sys.stdin.read(limit + 1)

@@ -45,13 +45,56 @@ def _migrate(ctx: typer.Context, fn: Callable[..., list[str]], revision: str, ve
 @handle_errors
 def downgrade(
     ctx: typer.Context,
-    revision: Annotated[str, typer.Argument(help="Target revision or 'base'.")],
+    revision: Annotated[str, typer.Argument(help="Target revision, or 'base' (no eventctl tables left).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Downgrade the schema to REV."""
+    """Downgrade the schema to REV: says what each step removes, then asks (--yes skips the question)."""
     from eventctl import migrate
+    from eventctl.errors import InvalidInput
+    from eventctl.migrate import current_revision
 
-    _migrate(ctx, migrate.downgrade, revision, "downgraded", json_)
+    engine = state(ctx).engine(check_schema=False)
+    before = current_revision(engine)
+    plan = migrate.downgrade_plan(engine, revision)
+    if not plan:
+        if json_:
+            emit_json({"from": before, "to": before, "notes": [], "steps": []})
+        else:
+            note(f"Nothing to downgrade: {f'the schema is at {before}' if before else 'eventctl has no schema here'}.")
+        return
+    lost = migrate.removed_in_all(plan)
+    target = plan[-1].down_to or "base"
+    if not yes and not _can_ask():
+        removes = f"it would remove {lost}" if lost else "it would remove no rows"
+        raise InvalidInput(
+            f"Refusing to downgrade to {target} without confirmation ({removes}): no terminal to ask; pass --yes."
+        )
+    note(f"Downgrading the schema from {before} to {target}:")
+    for step in plan:
+        note(f"  {step.describe()}")
+    gone = (
+        f"This removes {lost} for good (upgrading again does not bring them back)." if lost else "No rows are removed."
+    )
+    note(f"{gone} Until 'eventctl db upgrade', eventctl refuses this database (exit 5).")
+    if not yes and not typer.confirm("Downgrade?", err=True):
+        note("Not downgraded; nothing changed.")
+        raise typer.Exit(0)
+    notes = migrate.downgrade(engine, revision, announced=plan)
+    after = current_revision(engine)
+    if json_:
+        emit_json({"from": before, "to": after, "notes": notes, "steps": [step.to_json() for step in plan]})
+        return
+    for message in notes:
+        note(f"Note: {message}.")
+    note(f"Schema downgraded: {before} -> {after or 'base'}.")
+
+
+def _can_ask() -> bool:
+    """A person at a terminal can answer the confirmation (as ``delete`` asks)."""
+    import sys
+
+    return sys.stdin.isatty()
 
 
 @app.command("current")

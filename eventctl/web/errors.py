@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from eventctl.errors import DatabaseUnavailable, EventctlError, Unauthorized, convert_db_error
+from eventctl.errors import DatabaseUnavailable, EventctlError, InvalidInput, Unauthorized, convert_db_error
 
 log = logging.getLogger("eventctl.web")
 RawHeaders = list[tuple[bytes, bytes]]
@@ -55,6 +57,16 @@ class ErrorResponse(Response):
         status, headers, body = render_error(exc)
         super().__init__(body, status)
         self.raw_headers.extend(headers)
+
+
+@contextmanager
+def located(*loc: str) -> Iterator[None]:
+    """An InvalidInput raised inside is about this request value (``"query", "status"``), not the body."""
+    try:
+        yield
+    except InvalidInput as exc:
+        exc.loc = loc
+        raise
 
 
 # ---------------------------------------------------------------- handlers

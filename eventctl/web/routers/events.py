@@ -17,11 +17,12 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from eventctl import events as core
 from eventctl.models import STATUS_CHOICES, event_to_json
+from eventctl.routes import require_route
 from eventctl.shapes import EventCreate, EventPublic, EventUpdate
 from eventctl.timeparse import utcnow
 from eventctl.web.current import EVENTS_PREFIX
 from eventctl.web.deps import AdminActor, CurrentServiceDep, ReadSession, WriteSession
-from eventctl.web.errors import responses
+from eventctl.web.errors import located, responses
 
 LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT = 200, 50  # as the platform's own list endpoint
 UID_PATTERN = r"^[0-9a-fA-F-]{8,36}$"
@@ -90,6 +91,11 @@ def list_events(
     skip: Annotated[int, Query(ge=0, le=core.MAX_ROWS, description="Events to skip (newest first)")] = 0,
     limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX, description="Events to return")] = LIST_LIMIT_DEFAULT,
 ) -> JSONResponse:
+    with located("query", "status"):
+        status = core.check_status(status)
+    if page_context is not None:
+        with located("query", "page_context"):
+            page_context = require_route(page_context)
     now = utcnow()
     rows = core.list_events(
         session, at=now, page=page_context, status=status, is_active=is_active, offset=skip, limit=limit
@@ -152,13 +158,15 @@ def event_history(uid: Uid, session: ReadSession, _actor: AdminActor) -> JSONRes
     """The event's audit trail, newest first (also for a deleted event)."""
     from eventctl import audit
 
-    key = core.resolve_uid_with_history(session, ref=uid)
+    with located("path", "uid"):
+        key = core.resolve_uid_with_history(session, ref=uid)
     return JSONResponse([audit.entry_to_json(e) for e in audit.iter_history(session, uid=key)])
 
 
 @router.get("/{uid:uid}", response_model=EventPublic, responses=responses(401, 404, 503))
 def get_event(uid: Uid, session: ReadSession, _actor: AdminActor) -> JSONResponse:
-    return _event(core.get_event(session, ref=uid))
+    with located("path", "uid"):
+        return _event(core.get_event(session, ref=uid))
 
 
 @router.put("/{uid:uid}", response_model=EventPublic, responses=responses(400, 401, 404, 409, 413, 503))
@@ -170,6 +178,8 @@ def update_event(
     service: CurrentServiceDep,
     allow_overlap: AllowOverlap = False,
 ) -> JSONResponse:
+    with located("path", "uid"):
+        core.uid_key(uid)  # a malformed uid is about the path, not the body
     event = core.update_event(session, ref=uid, changes=changes, actor=actor, via="http", allow_overlap=allow_overlap)
     _commit(session, service)
     return _event(event)
@@ -177,6 +187,7 @@ def update_event(
 
 @router.delete("/{uid:uid}", status_code=204, responses=responses(401, 404, 503))
 def delete_event(uid: Uid, session: WriteSession, actor: AdminActor, service: CurrentServiceDep) -> Response:
-    core.delete_event(session, ref=uid, actor=actor, via="http")
+    with located("path", "uid"):  # the uid is all this request gives
+        core.delete_event(session, ref=uid, actor=actor, via="http")
     _commit(session, service)
     return Response(status_code=204)
