@@ -45,6 +45,7 @@ class Settings:
     metrics_public: bool = False
     platform_token: str | None = None
     log_format: str = "text"
+    server: str | None = None  # `serve`'s ASGI server: granian | uvicorn; None → granian where installed
 
     @property
     def is_default_database(self) -> bool:
@@ -195,6 +196,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "metrics_public": ("METRICS_PUBLIC", _flag),
     "platform_token": ("PLATFORM_TOKEN", _text),
     "log_format": ("LOG_FORMAT", _choice("text", "json")),
+    "server": ("SERVER", _choice("granian", "uvicorn")),
 }
 assert set(_PARSERS) == {f.name for f in fields(Settings)}
 

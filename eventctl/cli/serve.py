@@ -1,4 +1,4 @@
-"""eventctl serve: the ASGI app under uvicorn (needs the `serve` extra)."""
+"""eventctl serve: the ASGI app under granian or uvicorn (needs the `serve` or `serve-uvicorn` extra)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    server_name: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="SERVER",
+            help="granian | uvicorn [env: EVENTCTL_SERVER; default granian where installed, else uvicorn].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve GET /api/v1/events/current and the admin API."""
     from eventctl.web import server
@@ -58,8 +67,17 @@ def serve(
 
     st = state(ctx)
     settings = override(
-        st.settings, host=("--host", host), port=port, workers=workers, log_format=("--log-format", log_format)
+        st.settings,
+        host=("--host", host),
+        port=port,
+        workers=workers,
+        log_format=("--log-format", log_format),
+        server=("--server", server_name),
     )
+    try:
+        chosen = server.pick(settings.server)
+    except LookupError as exc:
+        raise fail(str(exc), 2) from None
     if settings.is_default_database:
         st.engine()  # the embedded default is created and migrated here
     else:
@@ -75,13 +93,13 @@ def serve(
         socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise fail(f"Cannot bind to --host {settings.host!r}: not a local address or resolvable name.", 2) from None
-    note(f"eventctl {settings.host}:{settings.port} ({settings.workers} worker(s)); Ctrl-C stops.")
+    st.close()  # the workers open their own connections; none of this process's is handed down
+    note(f"eventctl {settings.host}:{settings.port} ({settings.workers} worker(s), {chosen}); Ctrl-C stops.")
     try:
-        server.run(settings)
-    except SystemExit as exc:  # uvicorn exits 3 when it cannot start; 3 means "conflict" here
-        if exc.code not in (0, None):
-            where = f"{settings.host}:{settings.port}"
-            raise fail(f"The server could not start on {where} (see the log above).", 1) from None
+        server.run(settings, chosen)
+    except server.StartFailed:  # uvicorn exits 3, granian raises or exits 1; 3 means "conflict" here
+        where = f"{settings.host}:{settings.port}"
+        raise fail(f"The server could not start on {where} (see the log above).", 1) from None
 
 
 def register(app: typer.Typer) -> None:
