@@ -60,6 +60,8 @@ class Settings:
     api_connect_timeout: float = 10.0
     api_retries: int = 3
 
+    server: str | None = None  # `serve`'s ASGI server: granian | uvicorn; None → granian where installed
+
     @property
     def is_remote(self) -> bool:
         return bool(self.api_url or self.api_profile)
@@ -230,6 +232,7 @@ _PARSERS: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "api_timeout": ("API_TIMEOUT", _seconds(0.1)),
     "api_connect_timeout": ("API_CONNECT_TIMEOUT", _seconds(0.1)),
     "api_retries": ("API_RETRIES", _whole(0, 10)),
+    "server": ("SERVER", _choice("granian", "uvicorn")),
 }
 assert set(_PARSERS) == {f.name for f in fields(Settings)}
 

@@ -90,7 +90,9 @@ def test_only_web_imports_the_web_framework():
                 if isinstance(node, ast.ImportFrom)
                 else []
             )
-            offenders += [f"{name}: {n}" for n in names if n.split(".")[0] in ("fastapi", "starlette", "uvicorn")]
+            offenders += [
+                f"{name}: {n}" for n in names if n.split(".")[0] in ("fastapi", "starlette", "uvicorn", "granian")
+            ]
     assert offenders == []
 
 

@@ -28,7 +28,7 @@ def test_help_imports_no_sqlalchemy_sqlmodel_or_fastapi(tmp_path):
         "    try: app(['--help'], prog_name='eventctl')\n"
         "    except SystemExit: pass\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'sqlmodel', 'fastapi', 'alembic', "
-        "'pydantic', 'starlette', 'uvicorn', 'psycopg', 'httpx'})\n"
+        "'pydantic', 'starlette', 'uvicorn', 'granian', 'psycopg', 'httpx'})\n"
         "print(heavy)\n"
     )
     r = _run(code, tmp_path)

@@ -556,19 +556,39 @@ def test_postgres_goes_away_mid_run(pg_migrated_url):
 # ------------------------------------------------------------------ serve wiring
 
 
-def test_serve_wiring(monkeypatch, db_url):
-    import uvicorn
+def _record_runs(monkeypatch) -> list:
+    from eventctl.web import server
 
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append((a, k)))
+    calls: list = []
+    monkeypatch.setattr(server, "run", lambda settings, chosen: calls.append((settings, chosen)))
+    return calls
+
+
+def test_serve_wiring(monkeypatch, db_url):
+    calls = _record_runs(monkeypatch)
     r = make_cli(db_url)("serve", "--port", "9123", "--workers", "2")
     assert r.exit_code == 0, r.stderr
-    ((args, kwargs),) = calls
-    assert args == ("eventctl.web.app:app_from_env",)
-    assert kwargs["factory"] is True and kwargs["port"] == 9123 and kwargs["workers"] == 2
-    assert kwargs["host"] == "127.0.0.1"
+    ((settings, chosen),) = calls
+    assert (settings.host, settings.port, settings.workers, chosen) == ("127.0.0.1", 9123, 2, "granian")
     r = make_cli(db_url)("serve", "--port", "70000")
     assert r.exit_code == 2
+
+
+def test_serve_picks_the_server_by_flag_env_and_what_is_installed(monkeypatch, db_url):
+    from eventctl.web import server
+
+    calls = _record_runs(monkeypatch)
+    assert make_cli(db_url)("serve", "--server", "uvicorn").exit_code == 0
+    assert make_cli(db_url)("serve", env={"EVENTCTL_SERVER": "uvicorn"}).exit_code == 0
+    assert make_cli(db_url)("serve", "--server", "granian", env={"EVENTCTL_SERVER": "uvicorn"}).exit_code == 0
+    r = make_cli(db_url)("serve", env={"EVENTCTL_SERVER": "gunicorn"})
+    assert r.exit_code == 2 and "EVENTCTL_SERVER" in r.stderr
+    real = server._installed
+    monkeypatch.setattr(server, "_installed", lambda name: name != "granian" and real(name))
+    assert make_cli(db_url)("serve").exit_code == 0  # granian missing: uvicorn
+    r = make_cli(db_url)("serve", "--server", "granian")
+    assert r.exit_code == 2 and "pip install 'eventctl[serve]'" in r.stderr
+    assert [chosen for _, chosen in calls] == ["uvicorn", "uvicorn", "granian", "uvicorn"]
 
 
 def test_serve_without_the_extra(monkeypatch, db_url):
@@ -580,10 +600,7 @@ def test_serve_without_the_extra(monkeypatch, db_url):
 
 
 def test_serve_starts_even_when_the_database_is_not_ready(tmp_path, monkeypatch):
-    import uvicorn
-
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
+    calls = _record_runs(monkeypatch)
     for url in (f"sqlite:///{tmp_path / 'empty.db'}", "postgresql+psycopg://nobody@127.0.0.1:1/none"):
         r = make_cli(url)("serve")
         assert r.exit_code == 0, r.stderr
@@ -592,13 +609,11 @@ def test_serve_starts_even_when_the_database_is_not_ready(tmp_path, monkeypatch)
 
 
 def test_serve_reads_env_and_refuses_bad_settings(monkeypatch, db_url):
-    import uvicorn
-
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
+    calls = _record_runs(monkeypatch)
     r = make_cli(db_url)("serve", env={"EVENTCTL_PORT": "9444", "EVENTCTL_HOST": "0.0.0.0", "EVENTCTL_WORKERS": "3"})
     assert r.exit_code == 0, r.stderr
-    assert (calls[0]["host"], calls[0]["port"], calls[0]["workers"]) == ("0.0.0.0", 9444, 3)
+    settings = calls[0][0]
+    assert (settings.host, settings.port, settings.workers) == ("0.0.0.0", 9444, 3)
     for env in (
         {"EVENTCTL_PORT": "http"},
         {"EVENTCTL_PORT": "70000"},
@@ -656,18 +671,6 @@ def test_fresh_without_a_lifespan(db_url):
     assert seen is not None and seen < 2.0, seen
 
 
-def test_serve_start_failures_have_their_own_exit_codes(db_url):
-    r = make_cli(db_url)("serve", "--host", "no.such.host.invalid")
-    assert r.exit_code == 2 and "--host" in r.stderr
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        r = make_cli(db_url)("serve", "--port", str(port))  # the real uvicorn, which cannot bind
-    assert r.exit_code == 1, r.stderr
-    assert f"could not start on 127.0.0.1:{port}" in r.stderr
-
-
 def test_fast_path_answers_as_the_cors_stack_does(client, token):
     """Same-origin /current is answered before CORS and the access log; a cross-origin request
     goes through them. Apart from CORS's own headers, both answer byte for byte alike."""
@@ -720,3 +723,19 @@ def test_a_read_transaction_that_cannot_end_is_one_warning_line(client, token, m
         "a read transaction could not be ended: server closed the connection unexpectedly"
     ]
     assert all(rec.exc_info is None for rec in lines)
+
+
+def test_serve_hands_the_listen_and_replica_urls_to_its_workers(monkeypatch, db_url):
+    calls = _record_runs(monkeypatch)
+    direct, replica = "postgresql://u@primary:5432/db", "postgresql+psycopg://u@replica:5432/db"
+    r = make_cli(db_url)("serve", "--listen-url", direct, env={"EVENTCTL_READ_DATABASE_URL": replica})
+    assert r.exit_code == 0, r.stderr
+    settings = calls[0][0]
+    assert (settings.listen_url, settings.read_database_url) == (direct, replica)
+    from eventctl.config import Settings
+
+    assert Settings.from_json(settings.to_json()).listen_url == direct  # what the workers read back
+    for args in (["--listen-url", "sqlite:///x.db"], ["--listen-url", "::not a url"]):
+        r = make_cli(db_url)("serve", *args)
+        assert r.exit_code == 2 and "EVENTCTL_LISTEN_URL" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(calls) == 1

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
-import pytest
 from fastapi.testclient import TestClient
-from webtools import auth, cur, free_port, make_app, settle
+from webtools import auth, cur, make_app, settle
 
 from conftest import make_cli
 
@@ -73,71 +67,6 @@ def test_unbounded_paths_share_one_label(db_url):
     routes = {dict(k).get("route") for k in requests}
     assert routes == {"other"}, routes  # /metrics itself is counted once its answer has gone out
     assert sum(requests.values()) == 20
-
-
-CURRENT_200 = (("method", "GET"), ("route", "/api/v1/events/current"), ("status", "200"))
-
-
-@pytest.mark.slow
-def test_two_worker_serve_metrics_add_up_and_logs_are_json(tmp_path, db_url):
-    """A real `eventctl serve --workers 2 --log-format json`: one scrape sums both workers."""
-    cli = make_cli(db_url)
-    token = cli("token", "create", "scraper").stdout.strip()
-    assert cli("create", "--name", "Live", "--page", "/live").exit_code == 0
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTCTL_")}
-    env.update(EVENTCTL_DATABASE_URL=db_url, PYTHONUNBUFFERED="1", EVENTCTL_POLL_INTERVAL="0.2")
-    log = open(tmp_path / "serve.log", "w+", encoding="utf-8")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "eventctl", "serve", "--port", str(port), "--workers", "2", "--log-format", "json"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=1):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.2)
-        sent = 60
-        for _ in range(sent):  # new connections: the kernel spreads them over both workers
-            req = urllib.request.Request(base + "/api/v1/events/current", headers={"X-Page-Route": "/live"})
-            with urllib.request.urlopen(req, timeout=5) as r:
-                assert r.status == 200
-        bad = urllib.request.Request(base + "/api/v1/events/", headers={"Authorization": "Bearer nope"})
-        with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(bad, timeout=5)
-        # each worker hands its per-request counts over once a poll (EVENTCTL_POLL_INTERVAL, 1 s by default)
-        deadline = time.monotonic() + 10
-        while True:
-            req = urllib.request.Request(base + "/metrics", headers=auth(token))
-            with urllib.request.urlopen(req, timeout=5) as r:
-                text = r.read().decode()
-            counted = _samples(text, "eventctl_http_requests_total")
-            if counted.get(CURRENT_200, 0) >= sent or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.seek(0)
-        lines = log.read().splitlines()
-        log.close()
-    requests = _samples(text, "eventctl_http_requests_total")
-    served = requests[CURRENT_200]
-    assert served == sent, requests  # both workers' counts, in one scrape
-    assert _samples(text, "eventctl_current_answers_total")[(("outcome", "event"),)] == sent
-    records = [json.loads(line) for line in lines if line.startswith("{")]
-    assert records and all("time" in r and "level" in r for r in records)
-    access = [r for r in records if r.get("logger") == "eventctl.access"]
-    assert any(r["status"] == 401 and r["route"] == "/api/v1/events/" for r in access), access
-    assert not any(r.get("route") == "/api/v1/events/current" and r["status"] == 200 for r in access)
-    assert token not in "\n".join(lines) and "nope" not in "\n".join(lines)
-    # the 401s were answered by whichever worker accepted them; every line says which
-    assert all(isinstance(r.get("pid"), int) for r in access)
 
 
 def test_request_labels_stay_bounded_for_odd_methods(db_url):

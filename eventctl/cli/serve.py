@@ -1,4 +1,4 @@
-"""eventctl serve: the ASGI app under uvicorn (needs the `serve` extra)."""
+"""eventctl serve: the ASGI app under granian or uvicorn (needs the `serve` or `serve-uvicorn` extra)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,34 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    server_name: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="SERVER",
+            help="granian | uvicorn [env: EVENTCTL_SERVER; default granian where installed, else uvicorn].",
+            show_default=False,
+        ),
+    ] = None,
+    listen_url: Annotated[
+        str | None,
+        typer.Option(
+            "--listen-url",
+            metavar="URL",
+            help="A direct (session) PostgreSQL URL used only for LISTEN, when the database URL goes through "
+            "a transaction-mode pooler [env: EVENTCTL_LISTEN_URL].",
+            show_default=False,
+        ),
+    ] = None,
+    read_database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--read-database-url",
+            metavar="URL",
+            help="A hot-standby replica for /current loads and the change poll [env: EVENTCTL_READ_DATABASE_URL].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve GET /api/v1/events/current and the admin API."""
     from eventctl.web import server
@@ -58,8 +86,22 @@ def serve(
 
     st = state(ctx)
     settings = override(
-        st.settings, host=("--host", host), port=port, workers=workers, log_format=("--log-format", log_format)
+        st.settings,
+        host=("--host", host),
+        port=port,
+        workers=workers,
+        log_format=("--log-format", log_format),
+        server=("--server", server_name),
+        listen_url=("--listen-url", listen_url),
+        read_database_url=("--read-database-url", read_database_url),
     )
+    from eventctl.web.app import listen_url as check_listen_url
+
+    check_listen_url(settings.listen_url)  # a bad URL is exit 2 now, not a worker failing to start
+    try:
+        chosen = server.pick(settings.server)
+    except LookupError as exc:
+        raise fail(str(exc), 2) from None
     if settings.is_default_database:
         st.engine()  # the embedded default is created and migrated here
     else:
@@ -75,13 +117,13 @@ def serve(
         socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         raise fail(f"Cannot bind to --host {settings.host!r}: not a local address or resolvable name.", 2) from None
-    note(f"eventctl {settings.host}:{settings.port} ({settings.workers} worker(s)); Ctrl-C stops.")
+    st.close()  # the workers open their own connections; none of this process's is handed down
+    note(f"eventctl {settings.host}:{settings.port} ({settings.workers} worker(s), {chosen}); Ctrl-C stops.")
     try:
-        server.run(settings)
-    except SystemExit as exc:  # uvicorn exits 3 when it cannot start; 3 means "conflict" here
-        if exc.code not in (0, None):
-            where = f"{settings.host}:{settings.port}"
-            raise fail(f"The server could not start on {where} (see the log above).", 1) from None
+        server.run(settings, chosen)
+    except server.StartFailed:  # uvicorn exits 3, granian raises or exits 1; 3 means "conflict" here
+        where = f"{settings.host}:{settings.port}"
+        raise fail(f"The server could not start on {where} (see the log above).", 1) from None
 
 
 def register(app: typer.Typer) -> None:
