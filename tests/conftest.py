@@ -150,6 +150,12 @@ def replicated() -> Iterator[Any]:
 @pytest.fixture
 def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> str:
     """A migrated, empty database of the parametrized backend."""
+    return database_for(backend, request, tmp_path)
+
+
+def database_for(backend: str, request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A migrated, empty database: ``sqlite`` (a copy of the session's template), ``postgresql``
+    (the session's database, emptied) or ``pgbouncer`` (the same, through the pooler)."""
     if backend == "pgbouncer":
         url = request.getfixturevalue("pg_migrated_url")
         _empty_tables(url)

@@ -36,7 +36,7 @@ def test_every_command_and_option_is_in_its_readme_row():
     """Each command has a row in a README table, and each of its options is named in that row."""
     filters_section = README[README.index("### Filters: the platform's") :]
     filters_table = filters_section[: filters_section.index("\n\n", filters_section.index("| key |"))]
-    commands = dict((" ".join(path), cmd) for path, cmd in _commands())
+    commands = {" ".join(path): cmd for path, cmd in _commands()}
     missing = []
     for name, cmd in commands.items():
         rows = _rows(name.split())
@@ -52,7 +52,7 @@ def test_every_command_and_option_is_in_its_readme_row():
         for param in cmd.params:
             for opt in param.opts + param.secondary_opts:
                 if opt.startswith("--") and not any(opt in row for row in rows):
-                    missing.append(f"{' '.join(path)} {opt}")
+                    missing.append(f"{name} {opt}")
     assert not missing, f"not in the command's README row: {missing}"
 
 

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 from platform_events_standin import PlatformEvents, ServedApp, create_app
-from typer.testing import CliRunner
 
-from conftest import Ran
+from conftest import Ran, database_for, make_cli
 
 ADMIN_TOKEN = "platform-admin-token"
 EVENT_KEYS = {
@@ -48,27 +47,7 @@ class Target:
 
 
 def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Ran:
-    from eventctl.cli import app
-
-    result = CliRunner().invoke(app, list(args), input=input, env=env, prog_name="eventctl")
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert "Traceback" not in result.stderr, result.stderr
-    return Ran(result.exit_code, result.stdout, result.stderr)
-
-
-def _db(kind: str, request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    if kind == "sqlite":
-        import shutil
-
-        target = tmp_path / "events.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
-        return f"sqlite:///{target}"
-    from conftest import _empty_tables
-
-    url = request.getfixturevalue("pg_migrated_url")
-    _empty_tables(url)
-    return url
+    return make_cli(None)(*args, input=input, env=env)
 
 
 def _token(db_url: str) -> str:
@@ -94,7 +73,7 @@ def served_eventctl(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[t
     from eventctl.config import Settings
     from eventctl.web.app import create_app as eventctl_app
 
-    db_url = _db(getattr(request, "param", "sqlite"), request, tmp_path)
+    db_url = database_for(getattr(request, "param", "sqlite"), request, tmp_path)
     token = _token(db_url)
     with ServedApp(eventctl_app(Settings(database_url=db_url, poll_interval=0.1)), lifespan="on") as served:
         yield served.url, token, db_url
@@ -105,12 +84,12 @@ def target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Target]:
     name = request.param
     where, _, db = name.partition("-")
     if where == "local":
-        yield Target(name, {"EVENTCTL_DATABASE_URL": _db(db, request, tmp_path)})
+        yield Target(name, {"EVENTCTL_DATABASE_URL": database_for(db, request, tmp_path)})
     elif where == "serve":
         from eventctl.config import Settings
         from eventctl.web.app import create_app as eventctl_app
 
-        db_url = _db(db, request, tmp_path)
+        db_url = database_for(db, request, tmp_path)
         token = _token(db_url)
         with ServedApp(eventctl_app(Settings(database_url=db_url, poll_interval=0.1)), lifespan="on") as served:
             yield Target(name, {"EVENTCTL_API_URL": served.url, "EVENTCTL_API_TOKEN": token}, db_url=db_url)
