@@ -74,12 +74,13 @@ def test_the_kind_of_server_is_detected(platform, served):
 
 @pytest.fixture
 def served(tmp_path, request) -> Iterator[tuple[str, str, str]]:
-    from test_remote import _db, _token
+    from test_remote import _token
 
+    from conftest import database_for
     from eventctl.config import Settings
     from eventctl.web.app import create_app as eventctl_app
 
-    db_url = _db("sqlite", request, tmp_path)
+    db_url = database_for("sqlite", request, tmp_path)
     token = _token(db_url)
     with ServedApp(eventctl_app(Settings(database_url=db_url, poll_interval=0.1)), lifespan="on") as srv:
         yield srv.url, token, db_url
