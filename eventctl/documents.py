@@ -138,7 +138,10 @@ def load_yaml(text: str, *, source: str) -> Any:
     """YAML, checked as a graph (tags, cycles, depth, expanded size) before anything is built."""
     import yaml
 
-    loader = _loader(source)(strip_bom(text))
+    try:
+        loader = _loader(source)(strip_bom(text))
+    except UnicodeError:
+        raise InvalidInput(f"{source} is not valid UTF-8 text.") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -170,6 +173,7 @@ def _check_graph(root: Any, source: str) -> None:
     """Refuse unknown tags, recursive aliases, depth past MAX_DEPTH and more than MAX_NODES values
     once aliases are expanded (counted per node once, so the check is linear in the text)."""
     size: dict[int, int] = {}
+    height: dict[int, int] = {}  # levels below and including a node, aliases followed
     on_path: set[int] = set()
     stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
     while stack:
@@ -178,13 +182,16 @@ def _check_graph(root: Any, source: str) -> None:
         if done:
             on_path.discard(key)
             size[key] = 1 + sum(size[id(c)] for c in _children(node))
+            height[key] = 1 + max((height[id(c)] for c in _children(node)), default=0)
             if size[key] > MAX_NODES:
                 raise InvalidInput(
                     f"{source} expands to more than {MAX_NODES:,} values (aliases counted); split it into "
                     "smaller files."
                 )
             continue
-        if key in size:
+        if key in size:  # met before, through an alias: its depth here counts too
+            if depth + height[key] - 1 > MAX_DEPTH:
+                raise InvalidInput(f"{source} is nested more than {MAX_DEPTH} levels deep.")
             continue
         line = node.start_mark.line + 1
         if key in on_path:
@@ -199,4 +206,4 @@ def _check_graph(root: Any, source: str) -> None:
             )
         on_path.add(key)
         stack.append((node, depth, True))
-        stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in size)
+        stack.extend((c, depth + 1, False) for c in _children(node))  # met ones: their depth is checked

@@ -304,6 +304,7 @@ def _event_batch(
         planned = [uid for uid, end in rows if end is not None and is_older(end, cutoff)]
         if dry_run or not planned:
             return rows[-1][0], planned
+        core.lock_pages(session)  # shared with every writer: never inside a running apply's plan
         table: sa.Table = Event.__table__  # type: ignore[attr-defined]
         gone = session.execute(
             sa.delete(table).where(table.c.uid.in_(planned), _recheck(dialect, cutoff)).returning(*table.c)

@@ -213,6 +213,21 @@ def test_an_alias_bomb_is_refused_before_it_expands(depth):
         load(text, source="f")
 
 
+def test_depth_is_bounded_through_aliases_met_before():
+    """Anchors each wrapping the previous one a little deeper, then used in reverse order: every node
+    is counted once, and its depth where it is met again still counts."""
+
+    def wrap(value: str, n: int) -> str:
+        for _ in range(n):
+            value = f"[{value}]"
+        return value
+
+    items = ["- &a0 " + wrap("x", 28)] + [f"- &a{i} " + wrap(f"*a{i - 1}", 28) for i in range(1, 40)]
+    items += [f"- *a{i}" for i in reversed(range(40))]
+    with pytest.raises(InvalidInput, match="levels deep"):
+        load("\n".join(items) + "\n", source="f")
+
+
 def test_aliases_within_the_bound_are_read():
     data = load("base: &b {lock: true}\nevents:\n- {name: A, page_context: /p, filters: *b}\n", source="f")
     assert data["events"][0]["filters"] == {"lock": True}

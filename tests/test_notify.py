@@ -91,7 +91,16 @@ def test_notifications_of_an_earlier_release_and_garbage_are_read_safely():
 
     assert parse_notification('["/a", "/b"]') == (["/a", "/b"], None)  # a writer not yet upgraded
     assert parse_notification('{"v": 7, "p": ["/a"]}') == (["/a"], 7)
-    for bad in ('{"v": "7", "p": []}', '{"v": true, "p": []}', '{"v": -1, "p": []}', '{"p": [1]}', "[1]", "{}"):
+    hostile = ("[" * 5000 + "]" * 5000, '{"v": 1000000000000000000000000000000, "p": []}')  # anyone may NOTIFY
+    for bad in (
+        '{"v": "7", "p": []}',
+        '{"v": true, "p": []}',
+        '{"v": -1, "p": []}',
+        '{"p": [1]}',
+        "[1]",
+        "{}",
+        *hostile,
+    ):
         with pytest.raises(ValueError):
             parse_notification(bad)
 

@@ -735,7 +735,12 @@ def test_serve_hands_the_listen_and_replica_urls_to_its_workers(monkeypatch, db_
     from eventctl.config import Settings
 
     assert Settings.from_json(settings.to_json()).listen_url == direct  # what the workers read back
-    for args in (["--listen-url", "sqlite:///x.db"], ["--listen-url", "::not a url"]):
+    for args, variable in (
+        (["--listen-url", "sqlite:///x.db"], "EVENTCTL_LISTEN_URL"),
+        (["--listen-url", "::not a url"], "EVENTCTL_LISTEN_URL"),
+        (["--read-database-url", "sqlite:///x.db"], "EVENTCTL_READ_DATABASE_URL"),
+        (["--read-database-url", "::not a url"], "EVENTCTL_READ_DATABASE_URL"),
+    ):
         r = make_cli(db_url)("serve", *args)
-        assert r.exit_code == 2 and "EVENTCTL_LISTEN_URL" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert r.exit_code == 2 and variable in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(calls) == 1

@@ -887,3 +887,54 @@ def test_the_page_bound_has_one_default():
     assert inspect.signature(CurrentService).parameters["max_pages"].default is inspect.Parameter.empty
     app = make_app("sqlite:////nonexistent/never-opened.db")
     assert app.fastapi.state.current.cache.max_pages == Settings().cache_pages
+
+
+@pytest.mark.parametrize("others_first", [False, True])
+def test_a_replica_behind_a_told_write_is_never_kept_after_other_loads_end(tmp_path, monkeypatch, others_first):
+    """A page written (counter 101, told by NOTIFY) and a replica still at 100: the page's load reads the
+    primary, even after other loads ended and the per-page floors were forgotten."""
+    import asyncio
+    import json
+
+    import sqlalchemy as sa
+
+    from eventctl import events as core
+    from eventctl import migrate
+    from eventctl.db import make_engine, write_session
+    from eventctl.shapes import EventCreate
+    from eventctl.web.current import loader as loader_module
+    from eventctl.web.current.feed import Change
+    from eventctl.web.current.record import stamp_of
+    from eventctl.web.current.service import CurrentService
+
+    monkeypatch.setattr(loader_module, "REPLICA_WAIT", 0.1)
+
+    def database(name: str, holds: str, version: int):
+        engine = make_engine(f"sqlite:///{tmp_path / name}")
+        migrate.upgrade(engine, "head")
+        with write_session(engine) as session:
+            core.create_event(session, data=EventCreate(name=holds, page_context="/p"), actor="t", via="cli")
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE eventctl_state SET version = :v WHERE id = 1"), {"v": version})
+        return engine
+
+    primary, replica = database("primary.db", "new", 101), database("replica.db", "old", 100)
+
+    async def run():
+        service = CurrentService(
+            primary, cache_ttl=5, stale_grace=60, poll_interval=1, max_pages=100, read_engine=replica, listen=False
+        )
+        service._notified(Change(frozenset({"/p"}), 101))
+        if others_first:
+            await service.loader.load("/q")  # ends: the loader is idle, the per-page floors forgotten
+        await service.loader.load("/p")
+        held = service.cache.get(b"/p")
+        names = [json.loads(e.body)["name"] for e in service.snapshot["/p"]]
+        await service.loader.close()
+        return stamp_of(held), names
+
+    try:
+        assert asyncio.run(run()) == (101, ["new"])
+    finally:
+        primary.dispose()
+        replica.dispose()

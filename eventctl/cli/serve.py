@@ -98,6 +98,7 @@ def serve(
     from eventctl.web.app import listen_url as check_listen_url
 
     check_listen_url(settings.listen_url)  # a bad URL is exit 2 now, not a worker failing to start
+    check_listen_url(settings.read_database_url, "EVENTCTL_READ_DATABASE_URL")
     try:
         chosen = server.pick(settings.server)
     except LookupError as exc:

@@ -40,8 +40,9 @@ async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         api.state.current.read_engine.dispose()
 
 
-def listen_url(raw: str | None) -> Any:
-    """``EVENTCTL_LISTEN_URL`` as a URL for LISTEN (psycopg's driver, as every PostgreSQL URL here)."""
+def listen_url(raw: str | None, variable: str = "EVENTCTL_LISTEN_URL") -> Any:
+    """``EVENTCTL_LISTEN_URL`` (or ``EVENTCTL_READ_DATABASE_URL``) as a PostgreSQL URL on psycopg's driver:
+    LISTEN and hot-standby replicas are PostgreSQL's; anything else is refused at start (exit 2)."""
     if raw is None:
         return None
     from sqlalchemy.engine import make_url
@@ -51,9 +52,9 @@ def listen_url(raw: str | None) -> Any:
     try:
         url = make_url(raw)
     except Exception:  # noqa: BLE001
-        raise InvalidInput("EVENTCTL_LISTEN_URL could not be parsed.") from None
+        raise InvalidInput(f"{variable} could not be parsed.") from None
     if url.get_backend_name() != "postgresql":
-        raise InvalidInput("EVENTCTL_LISTEN_URL must be a PostgreSQL URL (postgresql+psycopg://…).")
+        raise InvalidInput(f"{variable} must be a PostgreSQL URL (postgresql+psycopg://…).")
     return url.set(drivername="postgresql+psycopg")
 
 
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None) -> EventctlApp:
     """Build the ASGI app. Nothing connects to the database until a request or the poller does."""
     settings = settings or load_settings()
     engine = make_engine(settings.resolved_database_url())
-    read_engine = make_engine(settings.read_database_url) if settings.read_database_url else None
+    read_url = listen_url(settings.read_database_url, "EVENTCTL_READ_DATABASE_URL")
+    read_engine = make_engine(read_url.render_as_string(hide_password=False)) if read_url is not None else None
     metrics = Metrics()
     service = CurrentService(
         engine,

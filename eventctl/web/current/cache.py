@@ -34,6 +34,7 @@ class PageCache:
         self.pages: OrderedDict[bytes, bytes] = OrderedDict()  # read directly on the hot path
         self.floor = 0  # no record read before this counter is kept, for any page
         self._floors: dict[bytes, int] = {}  # the same, per page (only while loads may still land)
+        self.known = 0  # the newest change counter any invalidation carried (what a replica must reach)
 
     def __len__(self) -> int:
         return len(self.pages)
@@ -52,10 +53,11 @@ class PageCache:
         return stamp >= max(self.floor, self._floors.get(key, 0))
 
     def floor_for(self, routes: list[str]) -> int:
-        """The newest counter a load of these pages must have read to be kept (a replica waits for it).
-        Read from a load's thread: a floor raised meanwhile only makes the cache refuse the record."""
-        floors = self._floors
-        return max([self.floor, *(floors.get(key_of(route), 0) for route in routes)])
+        """The counter a replica must have replayed before a load reads it: the newest change this cache
+        was told of (``known``). Unlike the per-page floors it is never forgotten: a replica may lag
+        behind a write after every load of it has ended (read from a load's thread; a change told
+        meanwhile only makes the cache refuse the record)."""
+        return max(self.floor, self.known)
 
     def store(self, key: bytes, record: bytes) -> bool:
         """Hold ``record`` for ``key`` unless an invalidation newer than its load came first."""
@@ -74,6 +76,7 @@ class PageCache:
 
     def invalidate(self, keys: Iterable[bytes], version: int) -> int:
         """The pages changed by writes up to ``version``: records read before it are dropped (and refused later)."""
+        self.known = max(self.known, version)
         dropped = 0
         for key in keys:
             if version > self._floors.get(key, 0):
@@ -88,6 +91,7 @@ class PageCache:
 
     def invalidate_all(self, version: int) -> int:
         """Any page may have changed up to ``version``: every record read before it is dropped."""
+        self.known = max(self.known, version)
         if version <= self.floor:
             return 0
         self.floor = version

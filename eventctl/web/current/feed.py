@@ -237,7 +237,7 @@ class ChangeFeed:
             return
         if version is None:  # a writer of an earlier release (a list of pages): the counter now reflects it
             try:
-                with self.engine.connect() as conn:
+                with (self.side.primary or self.engine).connect() as conn:  # not a replica: it may lag
                     version = read_counter(conn)
             except Exception:  # noqa: BLE001 - the poller finds the database back and resyncs
                 self.request_resync()
@@ -297,11 +297,14 @@ class ChangeFeed:
 def parse_notification(payload: str) -> tuple[list[str], int | None]:
     """A NOTIFY payload: ``{"v": counter, "p": [pages]}`` (the counter the write set), or an earlier
     release's plain list of pages (no counter). ValueError for anything else."""
-    data = json.loads(payload)
+    try:
+        data = json.loads(payload)
+    except RecursionError:  # anyone who may connect may NOTIFY: a nested payload is no change of ours
+        raise ValueError(payload[:80]) from None
     version = None
     if isinstance(data, dict):
         version, data = data.get("v"), data.get("p")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < 2**63:
             raise ValueError(payload[:80])
     if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
         raise ValueError(payload[:80])

@@ -127,9 +127,19 @@ class Loader:
         horizon = datetime.fromtimestamp(end, UTC) if end < _LAST_TIMESTAMP else None
         started = time.perf_counter()
         engine = self._caught_up(routes)
-        with read_session(engine) as session:
-            stamp = read_counter(session)  # before the rows: they are at least as new as it says
-            found = load_snapshot(session, at=at, pages=routes, horizon=horizon)
+        try:
+            with read_session(engine) as session:
+                stamp = read_counter(session)  # before the rows: they are at least as new as it says
+                found = load_snapshot(session, at=at, pages=routes, horizon=horizon)
+        except sa.exc.SQLAlchemyError as exc:
+            side = self.side
+            if side.primary is None or engine is side.primary:
+                raise
+            side.down(exc)  # the replica failed mid-read (a recovery conflict, a crash): the primary answers
+            self.fell_back()
+            with read_session(side.primary) as session:
+                stamp = read_counter(session)
+                found = load_snapshot(session, at=at, pages=routes, horizon=horizon)
         deflate = self.deflate()
         records: dict[str, bytes] = {}
         for route in routes:
