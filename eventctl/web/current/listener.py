@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL, Engine
 log = logging.getLogger("eventctl.web")
 LISTEN_BACKOFF = (0.1, 5.0)  # first and longest wait between LISTEN reconnections (seconds)
 LISTEN_WAKE = 0.25  # the listener checks for stop() and reconnect requests this often
-POOLER_PROBES = 3  # transactions held open on other connections to see whether a pooler shares the session
+PROBE_WAIT = 5.0  # how long a probe notification may take to come back before LISTEN is judged impossible
 # TCP keepalives: a connection dropped without a reset (a NAT, a load balancer) is found dead
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
@@ -28,34 +28,29 @@ class CannotListen(Exception):
 
 
 def check_session(conn: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-    """Raise CannotListen unless this connection keeps a server session of its own.
+    """Raise CannotListen unless a notification sent to this connection's session reaches it.
 
-    A hot standby refuses LISTEN. A transaction-mode pooler (PgBouncer, managed poolers) hands
-    the server session to another client after each transaction, so notifications would reach
-    whoever holds it: found by holding other connections' transactions open and seeing one of
-    them get this connection's backend, or this connection get another.
+    A hot standby refuses LISTEN. Through a transaction-mode pooler (PgBouncer, managed poolers) the
+    server session goes back to the pool after each transaction, so a notification reaches whoever
+    holds it, not this connection: found by a round trip (LISTEN on a probe channel of its own, a
+    NOTIFY from another connection, which must arrive within PROBE_WAIT).
     """
+    import secrets
+
     import psycopg
 
-    def one(c: Any, sql: str) -> Any:
-        row = c.execute(sql).fetchone()
-        return row[0] if row else None
-
-    if one(conn, "SELECT pg_is_in_recovery()"):
+    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    if row and row[0]:
         raise CannotListen("the server is a hot standby, which cannot LISTEN")
-    mine = one(conn, "SELECT pg_backend_pid()")
-    others = []
+    channel = f"eventctl_probe_{secrets.token_hex(8)}"
+    conn.execute(f"LISTEN {channel}")
     try:
-        for _ in range(POOLER_PROBES):
-            other = psycopg.connect(*cargs, **{**cparams, "autocommit": False})
-            others.append(other)
-            if one(other, "SELECT pg_backend_pid()") == mine:
-                raise CannotListen("a transaction-mode pooler gives this session to other clients")
-        if one(conn, "SELECT pg_backend_pid()") != mine:
-            raise CannotListen("a transaction-mode pooler moves this connection between server sessions")
+        with psycopg.connect(*cargs, **cparams) as other:
+            other.execute("SELECT pg_notify(%s, 'probe')", (channel,))
+        if not any(note.channel == channel for note in conn.notifies(timeout=PROBE_WAIT, stop_after=1)):
+            raise CannotListen("a notification to this session never arrived (a transaction-mode pooler?)")
     finally:
-        for other in others:
-            other.close()
+        conn.execute(f"UNLISTEN {channel}")
 
 
 class Listener:
