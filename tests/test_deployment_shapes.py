@@ -50,7 +50,7 @@ def _direct(pooled_url: str, pg_server) -> str:
 def test_behind_a_pooler_without_a_listen_url_the_app_polls_and_says_so(db_url, caplog):
     with TestClient(_app(database_url=db_url, metrics_public=True)) as client:
         service = client.app.fastapi.state.current
-        _until(lambda: service.freshness_note)
+        _until(lambda: service.freshness_note, timeout=60.0)  # the probe waits 5 s for its round trip
         assert "transaction-mode pooler" in service.freshness_note
         ready = client.get("/readyz").json()
         assert ready["freshness"] == "poll" and "pooler" in ready["freshness_note"], ready
@@ -86,7 +86,7 @@ def test_a_hot_standby_cannot_listen_and_the_app_says_why(replicated):
     app = _app(database_url=replicated.primary.url(), listen_url=replicated.replica.url())
     with TestClient(app) as client:
         service = client.app.fastapi.state.current
-        _until(lambda: service.freshness_note)
+        _until(lambda: service.freshness_note, timeout=60.0)
         assert "hot standby" in service.freshness_note
         assert client.get("/readyz").json()["freshness"] == "poll"
 
