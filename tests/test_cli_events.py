@@ -287,10 +287,10 @@ def test_human_output_has_no_json_and_json_output_is_pure(cli):
 
 
 def test_delete_asks_at_a_terminal(cli, db_url, monkeypatch):
-    import eventctl.cli.events as cli_events
+    from eventctl.cli import _common
 
     ev = create(cli, "--name", "D", "--page", "/d")
-    monkeypatch.setattr(cli_events, "_can_ask", lambda: True)
+    monkeypatch.setattr(_common, "can_ask", lambda: True)
     r = cli("delete", ev["uid"], input="n\n")
     assert r.exit_code == 0 and "Delete event" in r.stderr and "Not deleted" in r.stderr  # declining is no failure
     assert count_rows(db_url) == 1

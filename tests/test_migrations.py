@@ -389,8 +389,8 @@ def _counts(engine, tables=("events", "eventctl_audit", "api_tokens", "categorie
 
 
 def test_downgrade_says_what_it_removes_and_asks_first(fresh_url, tmp_path, monkeypatch):
-    import eventctl.cli.db as cli_db
     from eventctl import migrate
+    from eventctl.cli import _common
     from eventctl.db import make_engine
     from eventctl.migrate import current_revision
 
@@ -408,7 +408,7 @@ def test_downgrade_says_what_it_removes_and_asks_first(fresh_url, tmp_path, monk
     assert current_revision(engine) == RELEASED[-1] and _counts(engine) == before
 
     # a person at a terminal sees each step, and may decline
-    monkeypatch.setattr(cli_db, "_can_ask", lambda: True)
+    monkeypatch.setattr(_common, "can_ask", lambda: True)
     r = cli("db", "downgrade", "0003_categories", input="n\n")
     assert r.exit_code == 0 and "Not downgraded" in r.stderr, r.stderr
     assert "0005_audit -> 0004_platform_filters: removes 3 audit entries" in r.stderr
@@ -420,7 +420,7 @@ def test_downgrade_says_what_it_removes_and_asks_first(fresh_url, tmp_path, monk
     assert current_revision(engine) == "0003_categories"
 
     # down to base: every kind of row it drops is counted before the question
-    monkeypatch.setattr(cli_db, "_can_ask", lambda: False)
+    monkeypatch.setattr(_common, "can_ask", lambda: False)
     r = cli("db", "downgrade", "base")
     assert r.exit_code == 2, r.stderr
     for said in ("2 categories", "1 API token", "2 events"):

@@ -142,6 +142,11 @@ def read_bounded(path: str, *, limit: int, what: str) -> str:
         raise InvalidInput(f"{what} {path[:200]!r} is not UTF-8 text.") from None
 
 
+def can_ask() -> bool:
+    """A person at a terminal can answer a confirmation (``delete``, ``db downgrade``)."""
+    return sys.stdin.isatty()
+
+
 def fail(message: str, code: int) -> typer.Exit:
     from eventctl.text import for_terminal
 

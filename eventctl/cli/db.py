@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from eventctl.cli import _common
 from eventctl.cli._common import JsonOpt, emit_json, handle_errors, note, state
 
 app = typer.Typer(help="Schema migrations (Alembic, version table eventctl_alembic_version).", no_args_is_help=True)
@@ -65,7 +66,7 @@ def downgrade(
         return
     lost = migrate.removed_in_all(plan)
     target = plan[-1].down_to or "base"
-    if not yes and not _can_ask():
+    if not yes and not _common.can_ask():
         removes = f"it would remove {lost}" if lost else "it would remove no rows"
         raise InvalidInput(
             f"Refusing to downgrade to {target} without confirmation ({removes}): no terminal to ask; pass --yes."
@@ -88,13 +89,6 @@ def downgrade(
     for message in notes:
         note(f"Note: {message}.")
     note(f"Schema downgraded: {before} -> {after or 'base'}.")
-
-
-def _can_ask() -> bool:
-    """A person at a terminal can answer the confirmation (as ``delete`` asks)."""
-    import sys
-
-    return sys.stdin.isatty()
 
 
 @app.command("current")

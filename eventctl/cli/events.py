@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from operator import itemgetter
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from eventctl.cli import _common
 from eventctl.cli._common import (
     JsonOpt,
     OnlyPageOpt,
@@ -397,7 +397,7 @@ def delete(
     backend = state(ctx).backend()
     event = backend.get(uid)
     if not yes:
-        if not _can_ask():
+        if not _common.can_ask():
             raise InvalidInput("Refusing to delete without confirmation: no terminal to ask; pass --yes.")
         question = f"Delete event {event.uid} ({for_terminal(event.name)!r} on {for_terminal(event.page_context)})?"
         if not typer.confirm(question, err=True):
@@ -411,11 +411,6 @@ def delete(
         emit_json(event_to_json(deleted, utcnow()))
     else:
         note(f"Deleted event {deleted.uid}.")
-
-
-def _can_ask() -> bool:
-    """A person at a terminal can answer the confirmation."""
-    return sys.stdin.isatty()
 
 
 def current(
